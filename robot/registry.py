@@ -1,0 +1,38 @@
+"""The robots Karakuri ships, by name, and :func:`load_robot` for names or sidecar paths.
+
+Reading a spec from its files needs MuJoCo (to compile the model).  The edge runtime never
+calls this: it takes the spec from the policy file's metadata instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from karakuri.robot.spec import RobotSpec, RobotSpecError
+
+DESCRIPTIONS = Path(__file__).resolve().parent / "descriptions"
+
+# Robot name -> sidecar YAML.
+ROBOTS: dict[str, Path] = {
+    "industrial_arm": DESCRIPTIONS / "industrial_arm" / "industrial_arm.yaml",
+}
+
+
+def load_robot(name_or_path: str | Path) -> RobotSpec:
+    """The spec of a registered robot, or of a sidecar YAML given by path.
+
+    Raises:
+        RobotSpecError: unknown name (the message lists the valid ones) or a bad sidecar.
+    """
+    from karakuri.robot.loader import spec_from_files
+
+    key = str(name_or_path)
+    if key in ROBOTS:
+        return spec_from_files(ROBOTS[key])
+    path = Path(key)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return spec_from_files(path)
+    raise RobotSpecError(
+        f"unknown robot {key!r}; registered robots: {sorted(ROBOTS)} "
+        f"(or give the path of a sidecar .yaml)"
+    )
