@@ -1,0 +1,393 @@
+"""The fixed-rate control loop: state -> policy -> safety filter -> link, on absolute deadlines.
+
+Timing model: tick ``k`` is due at ``t0 + k / rate_hz``.  The loop spends the idle part of a
+period writing buffered telemetry, sleeps until ``spin_s`` before the deadline, then spins on
+the monotonic clock.  A tick that starts more than ``late_s`` after its deadline is *late*; a
+tick that overran whole periods skips those deadlines, which are counted as *missed* (the
+schedule never drifts).  Each tick:
+
+1. ``link.latest_state()`` (never blocks); robot status bits ESTOP/FAULT/WATCHDOG latch;
+2. staleness: state older than ``stale_periods`` periods -> hold and count; older than
+   ``stale_fault_s`` (or none at all for that long) -> fault and stop;
+3. the policy (or, in an episode's reset phase, the reset pose);
+4. the :class:`~karakuri.robot.safety.SafetyFilter`;
+5. ``link.send_command`` (HOLD mode while latched or stale);
+6. telemetry (an append; written later in the idle time).
+
+Stops: duration reached, all episodes done, :meth:`ControlLoop.stop`, Ctrl-C (SIGINT is
+turned into a stop request, so the tick in progress completes), or a fault.  Every stop sends
+a final HOLD at the measured pose, so the MCU is left holding.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from karakuri.firmware_bridge.link import CommandMode, JointState, Link, LinkError, StatusBits
+from karakuri.policies.policy import Policy
+from karakuri.robot.loop_commands import CommandSource, Episode
+from karakuri.robot.loop_stats import EpisodeOutcome, LatencyHistogram, LoopSummary
+from karakuri.robot.realtime import RealtimeConfig, RealtimeSetup
+from karakuri.robot.safety import SafetyFilter
+from karakuri.robot.telemetry import McapTelemetry
+
+_FATAL_STATUS = StatusBits.FAULT | StatusBits.WATCHDOG
+_LOOP_INPUTS = ("joint_pos", "joint_vel", "command")
+
+
+class LoopError(RuntimeError):
+    """The loop cannot start (no state, a policy input it cannot provide); names the fix."""
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """Timing and fault thresholds of :class:`ControlLoop`.
+
+    Attributes:
+        rate_hz: Tick rate, Hz.
+        duration_s: Stop after this long, s; None runs until the episodes end or a stop.
+        spin_s: Busy-wait this long before each deadline instead of sleeping, s.
+        late_s: A tick starting this long after its deadline is late, s; None: 10 % of the
+            period.
+        stale_periods: State older than this many periods is stale: hold, count.
+        stale_fault_s: State older than this (or none for this long) is a fault: stop, s.
+        first_state_timeout_s: How long :meth:`ControlLoop.run` waits for the first state, s.
+    """
+
+    rate_hz: float
+    duration_s: float | None = None
+    spin_s: float = 0.0003
+    late_s: float | None = None
+    stale_periods: int = 3
+    stale_fault_s: float = 0.25
+    first_state_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not self.rate_hz > 0:
+            raise ValueError(f"rate_hz: {self.rate_hz} must be > 0 Hz")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ValueError(f"duration_s: {self.duration_s} must be > 0 s (or None)")
+        if self.stale_periods < 1:
+            raise ValueError(f"stale_periods: {self.stale_periods} must be >= 1")
+        if self.stale_fault_s <= self.stale_periods / self.rate_hz:
+            raise ValueError(
+                f"stale_fault_s: {self.stale_fault_s} s must exceed stale_periods / rate_hz = "
+                f"{self.stale_periods / self.rate_hz:.4f} s")
+
+    @property
+    def period(self) -> float:
+        """Tick period, s."""
+        return 1.0 / self.rate_hz
+
+
+class ControlLoop:
+    """Drive one robot through a :class:`Link` with a :class:`Policy` and a safety filter.
+
+    Args:
+        link: A connected link (the loop never connects or closes it).
+        policy: Maps ``joint_pos`` (1, n), ``joint_vel`` (1, n), ``command`` (1, k) to
+            ``joint_target`` (1, n), rad; it keeps ``last_action`` itself.
+        safety: The filter; :meth:`run` resets it to the first measured pose.
+        config: Rate and thresholds.
+        commands: Episodes (task command and duration); None for one endless episode with an
+            empty command (only for policies without a ``command`` input).
+        reset_pose: Pose driven to in each episode's reset phase, rad. Shape: (n,).
+        telemetry: Where per-tick messages go (None: nowhere).
+        evaluator: Called at each episode's end; returns success (or None when unknown).
+        on_episode_start: Called when an episode's run phase begins.
+        realtime: Real-time measures to try during :meth:`run`.
+        log: Where the loop prints its realtime line and notices.
+    """
+
+    def __init__(self, link: Link, policy: Policy, safety: SafetyFilter, config: LoopConfig, *,
+                 commands: CommandSource | None = None, reset_pose: np.ndarray | None = None,
+                 telemetry: McapTelemetry | None = None,
+                 evaluator: Callable[[Episode], bool | None] | None = None,
+                 on_episode_start: Callable[[Episode], None] | None = None,
+                 realtime: RealtimeConfig | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        extra = [s for s in policy.input_names if s not in (*_LOOP_INPUTS, "last_action")]
+        if extra:
+            raise LoopError(f"policy input(s) {extra} are not provided by the control loop; it "
+                            f"provides {list(_LOOP_INPUTS)} (last_action is the policy's own)")
+        if "command" in policy.input_names and commands is None:
+            raise LoopError("the policy has a 'command' input but no command source was given; "
+                            "pass commands= (launch file: the 'command' section)")
+        self.link, self.policy, self.safety, self.config = link, policy, safety, config
+        self.commands, self.telemetry = commands, telemetry
+        self.evaluator, self.on_episode_start, self.log = evaluator, on_episode_start, log
+        self.realtime = realtime or RealtimeConfig()
+        n = safety.limits.lower.shape[0]
+        self.reset_pose = None if reset_pose is None else np.asarray(reset_pose, np.float64)
+        self._n = n
+        self._sig: dict[str, np.ndarray] = {}
+        self._stop_reason: str | None = None
+        self._requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ thread-safe controls
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask the loop to stop after the current tick (safe from any thread or a handler)."""
+        self._stop_reason = self._stop_reason or reason
+
+    def estop(self, reason: str = "operator e-stop") -> None:
+        """Latch an e-stop at the next tick: ``link.estop()``, then hold until :meth:`rearm`."""
+        with self._lock:
+            self._requests.append(("estop", reason))
+
+    def rearm(self) -> None:
+        """Clear a latched e-stop at the next tick; motion resumes with a soft start."""
+        with self._lock:
+            self._requests.append(("rearm", ""))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> LoopSummary:
+        """Run until a stop; returns the summary (also when stopped by Ctrl-C or a fault).
+
+        Raises:
+            LoopError: no state arrived within ``first_state_timeout_s``.
+        """
+        state = self._wait_first_state()
+        self.safety.reset(state.position)
+        self._init_run(state)
+        old_handler = None
+        if threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        rt = RealtimeSetup(self.realtime)
+        try:
+            with rt as report:
+                self.log(report.line())
+                self._run_ticks()
+        except KeyboardInterrupt:
+            self.stop("interrupted (Ctrl-C)")
+        finally:
+            if old_handler is not None:
+                signal.signal(signal.SIGINT, old_handler)
+            self._final_hold()
+            if self.telemetry is not None:
+                self.telemetry.drain()
+        return self._summary(rt.report.line())
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._stop_reason is not None:  # second Ctrl-C: leave now (final hold still runs)
+            raise KeyboardInterrupt
+        self.stop("interrupted (Ctrl-C)")
+
+    def _wait_first_state(self) -> JointState:
+        deadline = time.monotonic() + self.config.first_state_timeout_s
+        while time.monotonic() < deadline:
+            state = self.link.latest_state()
+            if state is not None:
+                return state
+            time.sleep(0.002)
+        raise LoopError(
+            f"no state from the robot within {self.config.first_state_timeout_s} s; check the "
+            f"link (counters: {self.link.counters().as_dict()}, faults: {self.link.faults()})")
+
+    def _init_run(self, state: JointState) -> None:
+        n = self._n
+        self._sig = {k: np.zeros((1, n), np.float32) for k in ("joint_pos", "joint_vel")}
+        self._episodes: Iterator[Episode] = iter(
+            self.commands.episodes() if self.commands else [Episode(0, np.zeros(0), np.inf)])
+        self._reset_s = self.commands.reset_s if self.commands else 0.0
+        self._outcomes: list[EpisodeOutcome] = []
+        self._err, self._compute = LatencyHistogram(), LatencyHistogram()
+        self.ticks = self.late = self.missed = self.stale = 0
+        self._last_fresh = time.monotonic()
+        self._last_state = state
+        self._episode: Episode | None = None
+        self._phase, self._phase_end = "run", -np.inf
+        self._safety_seen: dict[str, int] = {}
+
+    def _run_ticks(self) -> None:
+        cfg, clock = self.config, time.monotonic
+        period = cfg.period
+        late_s = cfg.late_s if cfg.late_s is not None else 0.1 * period
+        t0 = clock()
+        self._t0 = t0
+        end = t0 + cfg.duration_s if cfg.duration_s else np.inf
+        deadline = t0
+        while self._stop_reason is None:
+            self._wait_until(deadline)
+            start = clock()
+            err = start - deadline
+            missed = int(err // period) if err >= period else 0
+            self.missed += missed
+            self.late += err > late_s
+            if start >= end:
+                self.stop(f"duration {cfg.duration_s} s reached")
+                break
+            self._tick(start)
+            compute = clock() - start
+            self._err.add(err)
+            self._compute.add(compute)
+            if self.telemetry is not None:
+                self.telemetry.record("/timing", {
+                    "tick": self.ticks, "period_error_us": err * 1e6, "compute_us": compute * 1e6,
+                    "late": int(err > late_s), "missed": missed}, start)
+            self.ticks += 1
+            deadline += (missed + 1) * period
+
+    def _wait_until(self, deadline: float) -> None:
+        spin = self.config.spin_s
+        if self.telemetry is not None:
+            self.telemetry.drain(until=deadline - spin - 0.0005)
+        remaining = deadline - time.monotonic() - spin
+        if remaining > 0:
+            time.sleep(remaining)
+        while time.monotonic() < deadline:
+            pass
+
+    # ------------------------------------------------------------------ one tick
+    def _tick(self, now: float) -> None:
+        self._handle_requests()
+        state = self.link.latest_state()
+        fresh = self._check_state(state, now)
+        if fresh and not self.safety.latched:
+            self._advance_phase(now)
+        policy_q = None
+        if not fresh or self.safety.latched:
+            target, mode = self.safety.filter(self.safety.hold_target()), CommandMode.HOLD
+        else:
+            policy_q = self._want(state)  # type: ignore[arg-type]
+            target = self.safety.filter(policy_q)
+            mode = CommandMode.HOLD if self.safety.latched else CommandMode.POSITION
+        try:
+            self.link.send_command(target, mode)
+        except LinkError as e:
+            self.safety.latch_fault(f"link refused a command: {e}")
+        if self.safety.fault is not None:
+            self.stop(f"fault: {self.safety.fault}")
+        if self.telemetry is not None:
+            self._record(state, now, policy_q, target, mode)
+
+    def _check_state(self, state: JointState | None, now: float) -> bool:
+        if state is not None:
+            self._last_state = state
+            if state.status & StatusBits.ESTOP and self.safety.estop_reason is None:
+                self.safety.estop("robot reports ESTOP")
+            if state.status & _FATAL_STATUS:
+                self.safety.latch_fault(f"robot reports {StatusBits(state.status)!r}; "
+                                        f"link faults: {self.link.faults()}")
+        age = np.inf if state is None else now - state.stamp
+        if age <= self.config.stale_periods * self.config.period:
+            self._last_fresh = now
+            return True
+        self.stale += 1
+        if now - self._last_fresh > self.config.stale_fault_s:
+            self.safety.latch_fault(
+                f"no fresh state for {(now - self._last_fresh) * 1e3:.0f} ms (limit "
+                f"{self.config.stale_fault_s * 1e3:.0f} ms); link faults: {self.link.faults()}")
+        return False
+
+    def _want(self, state: JointState) -> np.ndarray:
+        if self._phase == "reset":
+            return self.reset_pose if self.reset_pose is not None else self.safety.hold_target()
+        sig = self._sig
+        sig["joint_pos"][0] = state.position
+        sig["joint_vel"][0] = state.velocity
+        try:
+            out = np.asarray(self.policy.act(sig), dtype=np.float64)
+        except Exception as e:  # any policy failure must end in a hold, not a crash
+            self.safety.latch_fault(f"policy raised {type(e).__name__}: {e}")
+            return self.safety.hold_target()
+        if out.shape != (1, self._n):
+            self.safety.latch_fault(f"policy returned shape {out.shape}, expected (1, {self._n})")
+            return self.safety.hold_target()
+        return out[0]
+
+    def _handle_requests(self) -> None:
+        with self._lock:
+            requests, self._requests = self._requests, []
+        for kind, reason in requests:
+            if kind == "estop":
+                self.link.estop()
+                self.safety.estop(reason)
+            elif self.safety.fault is None:  # rearm never clears a fault: restart instead
+                self.link.rearm()
+                self.safety.reset(self._last_state.position)
+
+    # ------------------------------------------------------------------ episodes
+    def _advance_phase(self, now: float) -> None:
+        if now < self._phase_end:
+            return
+        if self._phase == "run" and self._episode is not None:
+            self._end_episode(self._episode)
+        if self._phase == "reset":
+            self._begin_run(now)
+            return
+        self._episode = next(self._episodes, None)
+        if self._episode is None:
+            self.stop(f"all {len(self._outcomes)} episodes done")
+            self._phase_end = np.inf
+        elif self._reset_s > 0 and self.reset_pose is not None:
+            self._phase, self._phase_end = "reset", now + self._reset_s
+        else:
+            self._begin_run(now, reset_policy=self._reset_s > 0 or not self._outcomes)
+
+    def _begin_run(self, now: float, reset_policy: bool = True) -> None:
+        ep = self._episode
+        if ep is None:
+            return
+        if reset_policy:
+            self.policy.reset()
+        if "command" in self.policy.input_names:
+            self._sig["command"] = ep.command.astype(np.float32)[None, :]
+        if self.on_episode_start is not None:
+            self.on_episode_start(ep)
+        self._phase, self._phase_end = "run", now + ep.duration_s
+
+    def _end_episode(self, ep: Episode) -> None:
+        success = self.evaluator(ep) if self.evaluator is not None else None
+        self._outcomes.append(EpisodeOutcome(ep.index, ep.command.tolist(), success))
+        if self.telemetry is not None:
+            self.telemetry.record("/episode", {"index": ep.index, "command": ep.command,
+                                               "success": success})
+
+    # ------------------------------------------------------------------ end
+    def _final_hold(self) -> None:
+        state = self.link.latest_state()
+        fresh = state is not None and time.monotonic() - state.stamp < self.config.stale_fault_s
+        q = state.position if fresh else self.safety.hold_target()  # type: ignore[union-attr]
+        try:
+            self.link.send_command(np.asarray(q, np.float64), CommandMode.HOLD)
+        except LinkError as e:
+            self.log(f"final hold not sent ({e}); the MCU watchdog will stop the robot")
+
+    def _record(self, state: JointState | None, now: float, policy_q: np.ndarray | None,
+                target: np.ndarray, mode: CommandMode) -> None:
+        tel = self.telemetry
+        if tel is None:
+            return
+        if state is not None:
+            tel.record("/state", {"q": state.position, "dq": state.velocity,
+                                  "effort": state.effort, "age_ms": (now - state.stamp) * 1e3,
+                                  "status": int(state.status), "seq": state.seq}, now)
+        ep = self._episode
+        tel.record("/command", {
+            "policy": policy_q if policy_q is not None else [], "target": target,
+            "mode": int(mode), "command": ep.command if ep is not None else [],
+            "episode": ep.index if ep is not None else -1, "phase": self._phase}, now)
+        counts = self.safety.interventions
+        if counts != self._safety_seen or (self.safety.latched and self.ticks % 50 == 0):
+            self._safety_seen = dict(counts)
+            tel.record("/safety", {**counts, "latched": self.safety.latched,
+                                   "reason": self.safety.fault or self.safety.estop_reason}, now)
+
+    def _summary(self, realtime_line: str) -> LoopSummary:
+        counters = self.link.counters().as_dict()
+        return LoopSummary(
+            rate_hz=self.config.rate_hz, ticks=self.ticks, late=self.late, missed=self.missed,
+            stale=self.stale, duration_s=time.monotonic() - getattr(self, "_t0", time.monotonic()),
+            period_error=self._err.percentiles(), compute=self._compute.percentiles(),
+            link=counters, link_faults=list(self.link.faults()),
+            interventions=dict(self.safety.interventions),
+            stopped_by=self._stop_reason or "unknown", fault=self.safety.fault,
+            realtime=realtime_line, episodes=list(self._outcomes),
+            telemetry_dropped=self.telemetry.dropped if self.telemetry is not None else 0)

@@ -1,0 +1,125 @@
+"""Where the control loop's task command comes from, episode by episode.
+
+A :class:`CommandSource` yields :class:`Episode` s: the task command (for reach: the tool
+target xyz, m, base frame) and how long to hold it.  ``reset_s`` says what happens between
+episodes: > 0 drives the robot back to the reset pose (the spec's default pose) for that long
+and resets the policy, the way a sim evaluation starts each episode at home; 0 runs the
+episodes back to back (continuous).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One task command held for a while.
+
+    Attributes:
+        index: 0, 1, ... in the order run.
+        command: The policy's ``command`` input, e.g. target xyz in m. Shape: (k,).
+        duration_s: How long the policy runs with it, s (``inf``: until stopped).
+    """
+
+    index: int
+    command: np.ndarray
+    duration_s: float
+
+
+@runtime_checkable
+class CommandSource(Protocol):
+    """Episodes for the loop, and the reset time between them (0: continuous)."""
+
+    reset_s: float
+
+    def episodes(self) -> Iterator[Episode]:
+        """The episodes, in order; a fresh iterator on each call."""
+
+
+def _check_common(hold_s: float, reset_s: float) -> None:
+    if not hold_s > 0:
+        raise ValueError(f"hold_s: {hold_s} must be > 0 s (inf: hold until stopped)")
+    if not (reset_s >= 0 and math.isfinite(reset_s)):
+        raise ValueError(f"reset_s: {reset_s} must be a finite number >= 0 s (0: continuous)")
+
+
+@dataclass(frozen=True)
+class FixedTargets:
+    """A fixed list of commands, each held for ``hold_s``, the list run ``repeat`` times.
+
+    Attributes:
+        targets: One command per episode, e.g. ``((0.4, 0.1, 0.3), ...)`` in m.
+        hold_s: Episode length, s.
+        reset_s: Time to drive back to the reset pose before each episode, s (0: continuous).
+        repeat: How many times to run the whole list.
+    """
+
+    targets: tuple[tuple[float, ...], ...]
+    hold_s: float
+    reset_s: float = 2.0
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        _check_common(self.hold_s, self.reset_s)
+        if not self.targets:
+            raise ValueError("targets: the list is empty; give at least one command")
+        k = {len(t) for t in self.targets}
+        if len(k) != 1:
+            raise ValueError(f"targets: every command needs the same length, got lengths {k}")
+        if self.repeat < 1:
+            raise ValueError(f"repeat: {self.repeat} must be >= 1")
+
+    def episodes(self) -> Iterator[Episode]:
+        """Each target in order, ``repeat`` times."""
+        i = 0
+        for _ in range(self.repeat):
+            for t in self.targets:
+                yield Episode(i, np.asarray(t, np.float64), self.hold_s)
+                i += 1
+
+
+@dataclass(frozen=True)
+class BoxTargets:
+    """``count`` commands drawn uniformly from a box with a seeded generator.
+
+    Use the box the task samples its targets from in training, so a sim-in-the-loop run
+    meets the same distribution of targets as the sim evaluation.
+
+    Attributes:
+        lower: Box lower corner, e.g. xyz in m.
+        upper: Box upper corner.
+        count: Number of episodes.
+        seed: Seed of ``numpy.random.default_rng``.
+        hold_s: Episode length, s.
+        reset_s: Time to drive back to the reset pose before each episode, s (0: continuous).
+    """
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    count: int
+    seed: int
+    hold_s: float
+    reset_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        _check_common(self.hold_s, self.reset_s)
+        if len(self.lower) != len(self.upper) or not self.lower:
+            raise ValueError(f"lower {list(self.lower)} and upper {list(self.upper)} need the "
+                             f"same, non-zero length")
+        if any(lo > hi for lo, hi in zip(self.lower, self.upper, strict=True)):
+            raise ValueError(f"lower {list(self.lower)} must not exceed upper {list(self.upper)}")
+        if self.count < 1:
+            raise ValueError(f"count: {self.count} must be >= 1")
+
+    def episodes(self) -> Iterator[Episode]:
+        """The same ``count`` commands for the same seed."""
+        rng = np.random.default_rng(self.seed)
+        lo, hi = np.asarray(self.lower, np.float64), np.asarray(self.upper, np.float64)
+        for i in range(self.count):
+            yield Episode(i, rng.uniform(lo, hi), self.hold_s)
