@@ -143,8 +143,13 @@ class Ros2Link:
             time.sleep(0.01)
         state_topic = node.node.resolve_topic_name(cfg.joint_states_topic)
         cmd_topic = node.node.resolve_topic_name(cfg.command_topic)
+        missing = [j for j in self._ros_names if j not in self._names_seen]
+        if self._latest is None and self._c.frames_rx and not missing:
+            raise LinkError(
+                f"every JointState on {state_topic} was rejected ({self._c.frames_rx} came, "
+                f"{self._c.length_errors} malformed); last fault: "
+                f"{(self._faults or ['none'])[-1]}")
         if self._latest is None and self._c.frames_rx:
-            missing = [j for j in self._ros_names if j not in self._names_seen]
             raise LinkError(
                 f"JointState on {state_topic} has no joint {missing[0]!r} (missing: {missing}); "
                 f"robot {self.spec.name!r} needs {list(self._ros_names)}; the messages carried "
