@@ -153,25 +153,30 @@ class ControlLoop:
         Raises:
             LoopError: no state arrived within ``first_state_timeout_s``.
         """
-        state = self._wait_first_state()
-        self.safety.reset(state.position)
-        self._init_run(state)
         old_handler = None
         if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         rt = RealtimeSetup(self.realtime)
+        self._started = False
         try:
-            with rt as report:
+            with rt as report:  # first: mlockall may take a while, before any command
                 self.log(report.line())
+                state = self._wait_first_state()
+                self.safety.reset(state.position)
+                self._init_run(state)
+                self._started = True
                 self._run_ticks()
         except KeyboardInterrupt:
             self.stop("interrupted (Ctrl-C)")
         finally:
             if old_handler is not None:
                 signal.signal(signal.SIGINT, old_handler)
-            self._final_hold()
+            if self._started:
+                self._final_hold()
             if self.telemetry is not None:
                 self.telemetry.drain()
+        if not self._started:
+            raise LoopError("interrupted before the first state arrived")
         return self._summary(rt.report.line())
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
@@ -181,11 +186,13 @@ class ControlLoop:
 
     def _wait_first_state(self) -> JointState:
         deadline = time.monotonic() + self.config.first_state_timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self._stop_reason is None:
             state = self.link.latest_state()
             if state is not None:
                 return state
             time.sleep(0.002)
+        if self._stop_reason is not None:
+            raise LoopError(f"stopped before the first state arrived: {self._stop_reason}")
         raise LoopError(
             f"no state from the robot within {self.config.first_state_timeout_s} s; check the "
             f"link (counters: {self.link.counters().as_dict()}, faults: {self.link.faults()})")

@@ -1,0 +1,48 @@
+"""``karakuri deploy LAUNCH.yaml``: run a policy file in the loop as a launch file says.
+
+Everything is in the launch file (see ``docs/control-loop.md``); the command takes no flags
+that repeat its keys.  Imports no torch; MuJoCo only for ``link: {kind: sil}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``deploy``."""
+    p = sub.add_parser(
+        "deploy", help="run a policy at a fixed rate over serial, ROS 2 or sim-in-the-loop",
+        description="Run the loop a launch file describes; prints the timing summary, link "
+                    "counters, safety interventions and (sim-in-the-loop) the success rate. "
+                    "Ctrl-C stops it and leaves the robot holding.")
+    p.add_argument("launch", type=Path, help="launch file (YAML), e.g. launch/reach_sil.yaml")
+    p.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
+                   help="also write the summary as JSON to PATH")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code: 0 after a normal end or Ctrl-C, 1 after a fault, 2 for a bad launch file."""
+    from karakuri.launch.deploy import deploy
+    from karakuri.launch.schema import LaunchError, load_launch
+    from karakuri.robot.control_loop import LoopError
+
+    try:
+        cfg = load_launch(args.launch)
+        result = deploy(cfg)
+    except (LaunchError, LoopError) as e:
+        print(f"karakuri deploy: {e}", file=sys.stderr)
+        return 2
+    s = result.summary
+    print(s.format())
+    if result.telemetry is not None:
+        print(f"  telemetry: {result.telemetry} (open it in Foxglove)")
+    if s.success_rate is not None:
+        print(f"success rate: {s.success_rate:.1%} over {len(s.episodes)} episodes")
+    if args.summary_json is not None:
+        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_json.write_text(s.to_json())
+    return 1 if s.fault else 0

@@ -1,0 +1,351 @@
+"""The launch file: YAML parsed into frozen, checked dataclasses.
+
+Every section is a dataclass; :func:`load_launch` walks the YAML against the type hints, so an
+unknown key, a wrong type or a missing required key is a :class:`LaunchError` naming the file,
+the key's path (``link.baud``) and what was expected.  Relative paths resolve against the
+launch file's folder.  The reference of every key is ``docs/control-loop.md``.
+
+Only the standard library, PyYAML and Karakuri's runtime modules are imported (no torch, no
+MuJoCo): ``karakuri deploy`` on an edge box parses launch files with the base install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args, get_origin
+
+import yaml
+from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
+from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets
+from karakuri.robot.realtime import RealtimeConfig
+from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
+
+LINK_KINDS = ("serial", "sil", "ros2")
+
+
+class LaunchError(ValueError):
+    """A launch file is malformed; the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class SerialLinkConfig:
+    """``link:`` with ``kind: serial``: a real MCU on a serial port.
+
+    Attributes:
+        port: Device path, e.g. ``/dev/ttyACM0`` or ``/dev/serial/by-id/...``.
+        baud: Baud rate (ignored by USB CDC devices, used by UARTs).
+        connect_timeout_s: How long the HELLO/CAPS handshake may take, s.
+    """
+
+    kind: ClassVar[str] = "serial"
+    port: str
+    baud: int = 1_000_000
+    connect_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            raise ValueError("port: empty; give the device path, e.g. /dev/ttyACM0")
+        if self.baud <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError(f"baud ({self.baud}) and connect_timeout_s "
+                             f"({self.connect_timeout_s}) must be > 0")
+
+
+@dataclass(frozen=True)
+class SilLinkConfig:
+    """``link:`` with ``kind: sil``: a virtual MCU on a pty driving the robot's MuJoCo model.
+
+    Attributes:
+        drop_rate: Fraction of frames the virtual MCU drops, each way.
+        corrupt_rate: Fraction of bytes it corrupts, each way.
+        delay_rate: Fraction of frames it delays by ``delay_s``.
+        delay_s: The delay of a delayed frame, s.
+        seed: Seed of the fault injection.
+        connect_timeout_s: How long the virtual MCU may take to start and handshake, s.
+    """
+
+    kind: ClassVar[str] = "sil"
+    drop_rate: float = 0.0
+    corrupt_rate: float = 0.0
+    delay_rate: float = 0.0
+    delay_s: float = 0.0
+    seed: int = 0
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for key in ("drop_rate", "corrupt_rate", "delay_rate"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key}: {getattr(self, key)} must be a fraction in [0, 1]")
+        if self.delay_s < 0 or self.connect_timeout_s <= 0:
+            raise ValueError("delay_s must be >= 0 s and connect_timeout_s > 0 s")
+
+
+LinkConfig = SerialLinkConfig | SilLinkConfig | Ros2LinkConfig
+_LINK_TYPES: dict[str, type] = {"serial": SerialLinkConfig, "sil": SilLinkConfig,
+                                 "ros2": Ros2LinkConfig}
+
+
+@dataclass(frozen=True)
+class TargetBox:
+    """``command.box``: targets drawn uniformly from a box with a seed.
+
+    Attributes:
+        lower: Lower corner, e.g. xyz in m, base frame.
+        upper: Upper corner.
+        count: Number of episodes.
+        seed: Seed of the draw.
+    """
+
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    count: int
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CommandConfig:
+    """``command:``: the task command per episode (exactly one of ``targets`` and ``box``).
+
+    Attributes:
+        targets: One command per episode, e.g. ``[[0.45, 0.1, 0.3], ...]`` (m).
+        box: Draw the commands from a box instead.
+        hold_s: Episode length, s (use the task's episode length for parity with sim eval).
+        reset_s: Drive back to the default pose for this long before each episode, s; 0 runs
+            the episodes back to back.
+        repeat: Run the ``targets`` list this many times.
+    """
+
+    hold_s: float
+    targets: tuple[tuple[float, ...], ...] = ()
+    box: TargetBox | None = None
+    reset_s: float = 2.0
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        if bool(self.targets) == (self.box is not None):
+            raise ValueError("give exactly one of 'targets' (a list of commands) and 'box'")
+        self.source()  # runs the source's own checks now, at load time
+
+    def source(self) -> CommandSource:
+        """The :class:`~karakuri.robot.loop_commands.CommandSource` this section describes."""
+        if self.box is not None:
+            b = self.box
+            return BoxTargets(b.lower, b.upper, b.count, b.seed, self.hold_s, self.reset_s)
+        return FixedTargets(self.targets, self.hold_s, self.reset_s, self.repeat)
+
+
+@dataclass(frozen=True)
+class LoopSection:
+    """``loop:``: timing and fault thresholds (see ``karakuri.robot.control_loop.LoopConfig``).
+
+    Attributes:
+        spin_s: Busy-wait before each deadline, s.
+        late_s: A tick starting this long after its deadline is late, s (default 10 % of the
+            period).
+        stale_periods: State older than this many periods: hold.
+        stale_fault_s: State older than this: fault and stop, s.
+        first_state_timeout_s: Wait this long for the first state, s.
+    """
+
+    spin_s: float = 0.0003
+    late_s: float | None = None
+    stale_periods: int = 3
+    stale_fault_s: float = 0.25
+    first_state_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class LaunchConfig:
+    """A whole launch file.
+
+    Attributes:
+        robot: A registered robot name (``industrial_arm``) or a sidecar ``.yaml`` path. On a
+            box without MuJoCo the spec is read from the policy file and must match this name.
+        policy: Path of the exported ``policy.onnx``.
+        link: How to reach the robot; ``kind`` is ``serial``, ``sil`` or ``ros2``.
+        rate_hz: Loop rate, Hz; default: the policy's control rate (a different one is refused).
+        duration_s: Stop after this long, s; default: when the episodes end (or Ctrl-C).
+        soft_start_s: Ramp from the measured pose after start and re-arm, s.
+        command: Task commands per episode; required when the policy has a ``command`` input.
+        safety: Limits; each may only tighten the robot spec's.
+        telemetry: MCAP file for per-tick telemetry; none when absent.
+        realtime: Real-time measures to try.
+        loop: Timing and fault thresholds.
+        success_radius_m: SIL only: tool-to-target distance counted as success, m.
+        source: The launch file (set by :func:`load_launch`, not a YAML key).
+    """
+
+    robot: str
+    policy: Path
+    link: LinkConfig
+    rate_hz: float | None = None
+    duration_s: float | None = None
+    soft_start_s: float = 1.0
+    command: CommandConfig | None = None
+    safety: SafetyOverrides = field(default_factory=SafetyOverrides)
+    telemetry: Path | None = None
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    loop: LoopSection = field(default_factory=LoopSection)
+    success_radius_m: float = 0.02
+    source: Path = field(default=Path("<memory>"), metadata={"yaml": False})
+
+    def __post_init__(self) -> None:
+        if self.rate_hz is not None and not self.rate_hz > 0:
+            raise ValueError(f"rate_hz: {self.rate_hz} must be > 0 Hz")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ValueError(f"duration_s: {self.duration_s} must be > 0 s")
+        if self.soft_start_s < 0 or self.success_radius_m <= 0:
+            raise ValueError("soft_start_s must be >= 0 s and success_radius_m > 0 m")
+
+    @property
+    def link_kind(self) -> str:
+        """``serial``, ``sil`` or ``ros2``."""
+        return "ros2" if isinstance(self.link, Ros2LinkConfig) else self.link.kind
+
+
+# ----------------------------------------------------------------------------- loading
+def load_launch(path: str | Path) -> LaunchConfig:
+    """Read and check a launch file.
+
+    Raises:
+        LaunchError: the file is missing, not YAML, or has a bad key or value; the message
+            names the file and the key path.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise LaunchError(f"launch file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise LaunchError(f"{path}: not valid YAML: {e}") from e
+    return parse_launch(data, path)
+
+
+def parse_launch(data: Any, source: Path) -> LaunchConfig:
+    """Check a launch file's parsed YAML (see :func:`load_launch`)."""
+    ctx = _Ctx(source)
+    cfg = ctx.build(LaunchConfig, data, "", extra={"source": source})
+    robot = cfg.robot
+    if robot.endswith((".yaml", ".yml")) and not Path(robot).is_absolute():
+        cfg = dataclasses.replace(cfg, robot=str((source.parent / robot).resolve()))
+    return cfg
+
+
+class _Ctx:
+    """Walks YAML against dataclass type hints; every error names the file and key path."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.base = source.parent
+
+    def fail(self, key: str, msg: str) -> LaunchError:
+        return LaunchError(f"{self.source}: {key or '(top level)'}: {msg}")
+
+    def build(self, cls: type, data: Any, key: str, extra: Mapping[str, Any] = ()) -> Any:
+        if not isinstance(data, Mapping):
+            raise self.fail(key, f"expected a mapping of keys, got {data!r}")
+        hints = typing.get_type_hints(cls)
+        fields_ = {f.name: f for f in dataclasses.fields(cls)
+                   if f.init and f.metadata.get("yaml", True)}
+        for k in data:
+            if k not in fields_:
+                raise self.fail(_join(key, str(k)), f"unknown key {k!r}; allowed keys here: "
+                                f"{sorted(fields_)}")
+        kwargs = dict(extra)
+        for name, f in fields_.items():
+            sub = _join(key, name)
+            if name in data:
+                kwargs[name] = self.convert(hints[name], data[name], sub)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise self.fail(sub, f"missing required key {name!r} ({_describe(hints[name])})")
+        try:
+            return cls(**kwargs)
+        except (ValueError, TypeError) as e:
+            raise self.fail(key, str(e)) from e
+
+    def convert(self, tp: Any, v: Any, key: str) -> Any:
+        origin, args = get_origin(tp), get_args(tp)
+        if tp is LinkConfig or (origin in (typing.Union, types.UnionType)
+                                and Ros2LinkConfig in args):
+            return self.link(v, key)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in args if a is not type(None)]
+            if v is None and len(inner) < len(args):
+                return None
+            return self.convert(inner[0], v, key)
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, v, key)
+        if origin is Literal:
+            if v not in args:
+                raise self.fail(key, f"{v!r} is not one of {list(args)}")
+            return v
+        if origin is tuple:
+            return self.sequence(args, v, key)
+        if origin in (dict, Mapping) or tp in (dict, Mapping):
+            if not isinstance(v, Mapping):
+                raise self.fail(key, f"expected a mapping, got {v!r}")
+            return {str(k): self.convert(args[1], x, _join(key, str(k))) for k, x in v.items()}
+        return self.scalar(tp, v, key)
+
+    def sequence(self, args: tuple[Any, ...], v: Any, key: str) -> tuple[Any, ...]:
+        if not isinstance(v, list | tuple):
+            raise self.fail(key, f"expected a list ({_describe(tuple[args])}), got {v!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(self.convert(args[0], x, f"{key}[{i}]") for i, x in enumerate(v))
+        if len(v) != len(args):
+            raise self.fail(key, f"expected {len(args)} values, got {len(v)}: {v!r}")
+        return tuple(self.convert(a, x, f"{key}[{i}]") for i, (a, x) in enumerate(zip(args, v,
+                                                                                     strict=True)))
+
+    def scalar(self, tp: Any, v: Any, key: str) -> Any:
+        if tp is bool:
+            ok = isinstance(v, bool)
+        elif tp is int:
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif tp is float:
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+            v = float(v) if ok else v
+        elif tp is str:
+            ok = isinstance(v, str)
+        elif tp is Path:
+            ok = isinstance(v, str) and bool(v)
+            v = (self.base / Path(v).expanduser()).resolve() if ok else v
+        else:
+            raise self.fail(key, f"internal: no reader for type {tp!r}")
+        if not ok:
+            raise self.fail(key, f"expected {_describe(tp)}, got {v!r} ({type(v).__name__})")
+        return v
+
+    def link(self, v: Any, key: str) -> LinkConfig:
+        if not isinstance(v, Mapping) or "kind" not in v:
+            raise self.fail(key, f"expected a mapping with 'kind' (one of {list(LINK_KINDS)}), "
+                                 f"got {v!r}")
+        kind = v["kind"]
+        if kind not in _LINK_TYPES:
+            raise self.fail(_join(key, "kind"), f"{kind!r} is not one of {list(LINK_KINDS)}")
+        return self.build(_LINK_TYPES[kind], {k: x for k, x in v.items() if k != "kind"}, key)
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _describe(tp: Any) -> str:
+    if tp is LinkConfig:
+        return f"a mapping with kind: {' | '.join(LINK_KINDS)}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             Path: "a path (relative to the launch file)"}
+    if tp in names:
+        return names[tp]
+    if get_origin(tp) is tuple:
+        return "a list of " + ("numbers" if get_args(tp)[0] is float else "values")
+    return getattr(tp, "__name__", str(tp))
+
+
+__all__ = ["CommandConfig", "LaunchConfig", "LaunchError", "LoopSection", "SafetyOverrides",
+           "SerialLinkConfig", "SilLinkConfig", "TargetBox", "WorkspaceBox", "load_launch",
+           "parse_launch"]

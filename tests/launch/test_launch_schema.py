@@ -1,0 +1,135 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
+from karakuri.launch.deploy import build_safety
+from karakuri.launch.schema import (
+    LaunchError,
+    SerialLinkConfig,
+    SilLinkConfig,
+    load_launch,
+    parse_launch,
+)
+from karakuri.robot.loop_commands import BoxTargets, FixedTargets
+from karakuri.robot.spec import RobotSpec
+
+LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+BASE = {"robot": "industrial_arm", "policy": "p.onnx", "link": {"kind": "sil"},
+        "command": {"targets": [[0.4, 0.0, 0.3]], "hold_s": 2.0}}
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "launch.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def with_(**kw) -> dict:
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    d.update(kw)
+    return d
+
+
+def test_shipped_launch_files_parse():
+    sil = load_launch(LAUNCH / "reach_sil.yaml")
+    assert isinstance(sil.link, SilLinkConfig) and sil.link_kind == "sil"
+    assert sil.policy == (LAUNCH.parent / "runs/reach/policy.onnx").resolve()
+    src = sil.command.source()
+    assert isinstance(src, BoxTargets) and src.count == 50 and src.hold_s == 2.0
+    hw = load_launch(LAUNCH / "reach_serial.yaml")
+    assert isinstance(hw.link, SerialLinkConfig) and hw.link.port == "/dev/ttyACM0"
+    assert hw.safety.velocity_scale == 0.5 and hw.realtime.cpus == (3,)
+    assert hw.safety.position_limits["shoulder_lift"] == (-2.8, -0.3)
+    assert isinstance(hw.command.source(), FixedTargets)
+
+
+def test_unknown_key_names_key_path_and_file(tmp_path):
+    p = write(tmp_path, with_(link={"kind": "sil", "baud": 115200}))
+    with pytest.raises(LaunchError, match=r"launch\.yaml: link\.baud: unknown key 'baud'"):
+        load_launch(p)
+    p = write(tmp_path, with_(telemetri="x.mcap"))
+    with pytest.raises(LaunchError, match=r"launch\.yaml: telemetri: unknown key"):
+        load_launch(p)
+    p = write(tmp_path, with_(command={"box": {"lower": [0], "upper": [1], "count": 1,
+                                                "sed": 1}, "hold_s": 1.0}))
+    with pytest.raises(LaunchError, match=r"command\.box\.sed"):
+        load_launch(p)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    with pytest.raises(LaunchError, match=r"rate_hz: expected a number, got 'fast'"):
+        load_launch(write(tmp_path, with_(rate_hz="fast")))
+    with pytest.raises(LaunchError, match=r"realtime\.mlockall: expected true or false"):
+        load_launch(write(tmp_path, with_(realtime={"mlockall": "yes"})))
+    with pytest.raises(LaunchError, match=r"command\.targets\[0\]\[1\]: expected a number"):
+        load_launch(write(tmp_path, with_(command={"targets": [[0.4, "y", 0.3]],
+                                                   "hold_s": 1.0})))
+
+
+def test_missing_required_key(tmp_path):
+    d = with_()
+    del d["policy"]
+    with pytest.raises(LaunchError, match=r"policy: missing required key 'policy'"):
+        load_launch(write(tmp_path, d))
+    with pytest.raises(LaunchError, match=r"link\.port: missing required key"):
+        load_launch(write(tmp_path, with_(link={"kind": "serial"})))
+
+
+def test_link_kind_checked(tmp_path):
+    with pytest.raises(LaunchError, match=r"link\.kind: 'can' is not one of"):
+        load_launch(write(tmp_path, with_(link={"kind": "can"})))
+    cfg = load_launch(write(tmp_path, with_(link={"kind": "ros2", "namespace": "/arm1"})))
+    assert isinstance(cfg.link, Ros2LinkConfig) and cfg.link.namespace == "/arm1"
+    with pytest.raises(LaunchError, match=r"link\.namespace.*must start with '/'|namespace"):
+        load_launch(write(tmp_path, with_(link={"kind": "ros2", "namespace": "arm1"})))
+
+
+def test_values_checked_with_the_key(tmp_path):
+    with pytest.raises(LaunchError, match=r"command: give exactly one of"):
+        load_launch(write(tmp_path, with_(command={"hold_s": 1.0})))
+    with pytest.raises(LaunchError, match=r"link: drop_rate: 2.0"):
+        load_launch(write(tmp_path, with_(link={"kind": "sil", "drop_rate": 2.0})))
+    with pytest.raises(LaunchError, match=r"safety: velocity_scale: 1.5"):
+        load_launch(write(tmp_path, with_(safety={"velocity_scale": 1.5})))
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(LaunchError, match="does not exist"):
+        load_launch(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("robot: [unclosed")
+    with pytest.raises(LaunchError, match="not valid YAML"):
+        load_launch(bad)
+    with pytest.raises(LaunchError, match="expected a mapping"):
+        parse_launch(["a"], tmp_path / "list.yaml")
+
+
+def test_relative_paths_resolve_against_the_launch_file(tmp_path):
+    sub = tmp_path / "cell"
+    sub.mkdir()
+    cfg = load_launch(write(sub, with_(telemetry="logs/run.mcap", robot="../arm.yaml")))
+    assert cfg.telemetry == (sub / "logs/run.mcap").resolve()
+    assert cfg.policy == (sub / "p.onnx").resolve()
+    assert cfg.robot == str((tmp_path / "arm.yaml").resolve())
+
+
+def toy_spec() -> RobotSpec:
+    return RobotSpec(name="toy", joint_names=("a", "elbow"), lower=-np.ones(2), upper=np.ones(2),
+                     velocity_limit=np.array([2.0, 2.0]), effort_limit=np.ones(2),
+                     accel_limit=np.array([10.0, 10.0]), default_pose=np.zeros(2),
+                     kp=np.ones(2), kd=np.ones(2), arm_joints=("a", "elbow"))
+
+
+def test_looser_safety_override_rejected_naming_key_and_file(tmp_path):
+    cfg = load_launch(write(tmp_path, with_(safety={"velocity_limit": {"elbow": 3.0}})))
+    with pytest.raises(LaunchError, match=r"launch\.yaml: safety\.velocity_limit\.elbow: 3\.0 "
+                                          r"is looser"):
+        build_safety(cfg, toy_spec(), 50.0)
+    cfg = load_launch(write(tmp_path, with_(safety={"position_limits": {"a": [-2.0, 0.5]}})))
+    with pytest.raises(LaunchError, match=r"safety\.position_limits\.a"):
+        build_safety(cfg, toy_spec(), 50.0)
+    cfg = load_launch(write(tmp_path, with_(safety={"velocity_limit": {"elbow": 1.0}})))
+    f = build_safety(cfg, toy_spec(), 50.0)
+    assert f.limits.velocity_limit.tolist() == [2.0, 1.0]
