@@ -1,0 +1,379 @@
+"""The MCU side of the wire protocol, independent of any plant: a reference for firmware.
+
+:class:`McuCore` turns received bytes into servo references and outgoing frames, on the MCU's
+own clock.  The virtual MCU (``virtual_mcu.py``) wraps it around a MuJoCo plant and a pty; a
+firmware port implements the same state machine in C.  It is pure and clock-driven, so tests
+drive it with a hand-made clock and a toy plant.
+
+States (``docs/wire-protocol.md``, "MCU behaviour")::
+
+    DISARMED --ARM--> ARMED --watchdog | ESTOP--> STOPPING --ramp done--> FAULTED --ARM--> ARMED
+       ^                |                             ^
+       +---- HELLO -----+--> STOPPING (no fault) -----+ (HELLO while armed: stop, then DISARMED)
+
+Imports numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from karakuri.firmware_bridge.link import CommandMode, StatusBits
+from karakuri.firmware_bridge.protocol import (
+    Ack,
+    AckResult,
+    Arm,
+    Caps,
+    Command,
+    Estop,
+    Fault,
+    FaultCode,
+    Frame,
+    FrameDecoder,
+    Heartbeat,
+    Hello,
+    Message,
+    SeqTracker,
+    State,
+    encode_frame,
+)
+
+WATCHDOG_PERIODS = 3
+WATCHDOG_MAX_US = 50_000
+FAULT_REPEAT_S = 0.5
+
+
+class McuMode(enum.Enum):
+    """Top-level MCU state."""
+
+    DISARMED = "disarmed"
+    ARMED = "armed"
+    STOPPING = "stopping"
+    FAULTED = "faulted"
+
+
+@dataclass
+class McuCounters:
+    """What the MCU has seen and done since power-up (reported by ``counters()``).
+
+    Attributes:
+        frames_rx: Frames that passed every check.
+        frames_tx: Frames sent.
+        crc_errors: Frames dropped for a bad CRC.
+        length_errors: Frames dropped for a bad length or COBS stuffing.
+        other_errors: Frames dropped for another version, unknown type or undefined values.
+        seq_gaps: Host frames missing from the sequence.
+        commands_applied: COMMANDs that became the servo reference.
+        commands_ignored: Valid COMMANDs received while not armed.
+        commands_rejected: COMMANDs with a wrong joint count or a non-finite value.
+        commands_clipped: Applied COMMANDs whose targets were clipped to the limits.
+        watchdog_trips: Watchdog stops.
+        estops: ESTOP requests.
+    """
+
+    frames_rx: int = 0
+    frames_tx: int = 0
+    crc_errors: int = 0
+    length_errors: int = 0
+    other_errors: int = 0
+    seq_gaps: int = 0
+    commands_applied: int = 0
+    commands_ignored: int = 0
+    commands_rejected: int = 0
+    commands_clipped: int = 0
+    watchdog_trips: int = 0
+    estops: int = 0
+
+
+@dataclass(frozen=True)
+class McuLimits:
+    """Per-joint limits the MCU enforces and reports in CAPS. Shape of each: (n_joints,).
+
+    Attributes:
+        joint_hash: ``RobotSpec.joint_hash()`` of the joints it drives.
+        lower: Lower position limits, rad or m.
+        upper: Upper position limits, rad or m.
+        velocity_limit: Speed limits, rad/s or m/s.
+        effort_limit: Effort limits, N·m or N.
+        stop_decel: Deceleration of the category-1 stop ramp, rad/s² or m/s².
+    """
+
+    joint_hash: int
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity_limit: np.ndarray
+    effort_limit: np.ndarray
+    stop_decel: np.ndarray
+
+
+@dataclass
+class _Stop:
+    t0: float
+    q0: np.ndarray
+    v0: np.ndarray
+    decel: np.ndarray
+    then: McuMode
+    cause: FaultCode | None
+    detail: int
+
+    @property
+    def duration(self) -> float:
+        return float(np.max(np.abs(self.v0) / self.decel, initial=0.0))
+
+    def reference(self, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Position and velocity reference of the ramp at time ``t``."""
+        tau = np.minimum(max(t - self.t0, 0.0), np.abs(self.v0) / self.decel)
+        a = np.sign(self.v0) * self.decel
+        return self.q0 + self.v0 * tau - 0.5 * a * tau**2, self.v0 - a * tau
+
+
+@dataclass
+class McuCore:
+    """Protocol state machine, watchdog, e-stop latch and stop ramp of one MCU.
+
+    Args:
+        limits: What the MCU drives (joint hash and limits).
+        servo_period_s: The servo/physics period, s; every period is one :meth:`tick`.
+        default_state_period_s: STATE period until a HELLO asks for another, s.
+        record_commands: Keep every applied COMMAND in :attr:`command_log` (tests).
+
+    Attributes:
+        q_ref: Servo position reference, rad or m. Shape: (n_joints,).
+        v_ref: Servo velocity feed-forward, rad/s or m/s. Shape: (n_joints,).
+        tau_ff: Effort feed-forward, N·m or N. Shape: (n_joints,).
+        events: ``(mcu_time_s, text)`` of state changes, oldest first.
+        command_log: ``(mcu_time_s, seq, q_target)`` of applied COMMANDs when recording.
+    """
+
+    limits: McuLimits
+    servo_period_s: float
+    default_state_period_s: float
+    record_commands: bool = False
+    counters: McuCounters = field(default_factory=McuCounters)
+    mode: McuMode = McuMode.DISARMED
+    events: list[tuple[float, str]] = field(default_factory=list)
+    command_log: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.servo_period_s <= 0 or self.default_state_period_s <= 0:
+            raise ValueError(f"servo period {self.servo_period_s} s and state period "
+                             f"{self.default_state_period_s} s must be > 0")
+        n = self.limits.lower.size
+        self.q_ref, self.v_ref, self.tau_ff = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.decoder, self.seq = FrameDecoder(), SeqTracker()
+        self.configured, self.latched = False, StatusBits.NONE
+        self.command_period_us = 0
+        self.watchdog_s = WATCHDOG_MAX_US * 1e-6
+        self.last_cmd_seq, self.last_cmd_t, self.last_state_t = 0, 0.0, -np.inf
+        self.state_period_s = self.default_state_period_s
+        self._tx_seq, self._fault_id, self._fault_msg, self._fault_t = 0, 0, None, 0.0
+        self._stop: _Stop | None = None
+        self._holding = False
+
+    @property
+    def n(self) -> int:
+        """Number of joints."""
+        return int(self.limits.lower.size)
+
+    @property
+    def status(self) -> StatusBits:
+        """Status bits as sent in STATE."""
+        s = self.latched
+        if self.mode is McuMode.ARMED:
+            s |= StatusBits.ARMED
+        elif self.mode is McuMode.STOPPING:
+            s |= StatusBits.STOPPING
+        elif self.mode is McuMode.FAULTED:
+            s |= StatusBits.FAULT
+        return s
+
+    def reset(self, q: np.ndarray) -> None:
+        """Power-up: hold at the measured position ``q`` (rad or m), disarmed."""
+        self.q_ref = np.array(q, dtype=np.float64)
+        self.v_ref[:] = 0.0
+        self.tau_ff[:] = 0.0
+
+    # ------------------------------------------------------------------ input
+    def receive(self, data: bytes, t: float, q: np.ndarray, dq: np.ndarray) -> list[bytes]:
+        """Decode bytes from the host and act on each frame.
+
+        Args:
+            data: Raw bytes as read from the port.
+            t: MCU clock, s.
+            q: Measured positions, rad or m. Shape: (n_joints,).
+            dq: Measured velocities, rad/s or m/s. Shape: (n_joints,).
+
+        Returns:
+            Encoded frames to send back (CAPS, ACK, FAULT), in order.
+        """
+        out: list[bytes] = []
+        for frame in self.decoder.feed(data):
+            self.counters.frames_rx += 1
+            self.counters.seq_gaps += self.seq.update(frame.seq)
+            for reply in self._handle(frame, t, q, dq):
+                out.append(self._encode(reply, t))
+        st = self.decoder.stats
+        c = self.counters
+        c.crc_errors, c.length_errors = st.crc_errors, st.length_errors
+        c.other_errors = st.version_errors + st.message_errors
+        return out
+
+    def _handle(self, frame: Frame, t: float, q: np.ndarray, dq: np.ndarray) -> list[Message]:
+        msg = frame.msg
+        if isinstance(msg, Command):
+            return self._on_command(frame.seq, msg, t, q)
+        if isinstance(msg, Hello):
+            return [self._on_hello(msg, t, q, dq)]
+        if isinstance(msg, Arm):
+            return [Ack(msg.TYPE, frame.seq, self._on_arm(t, q))]
+        if isinstance(msg, Estop):
+            self.counters.estops += 1
+            self.latched |= StatusBits.ESTOP
+            if self.mode in (McuMode.ARMED, McuMode.DISARMED):
+                self._begin_stop(t, q, dq, McuMode.FAULTED, FaultCode.ESTOP, 0)
+            elif self._stop is not None and self._stop.cause is None:
+                self._stop.then, self._stop.cause = McuMode.FAULTED, FaultCode.ESTOP
+            return [Ack(msg.TYPE, frame.seq, AckResult.OK)]
+        if isinstance(msg, Heartbeat):
+            return [Ack(msg.TYPE, frame.seq, AckResult.OK)]
+        self.counters.other_errors += 1  # CAPS/STATE/FAULT/ACK are MCU -> host only
+        return []
+
+    def _on_hello(self, msg: Hello, t: float, q: np.ndarray, dq: np.ndarray) -> Caps:
+        servo_us = round(self.servo_period_s * 1e6)
+        cmd_us = min(max(msg.command_period_us, servo_us), 1_000_000)
+        state_s = msg.state_period_us * 1e-6 if msg.state_period_us else self.default_state_period_s
+        steps = max(1, round(state_s / self.servo_period_s))
+        self.state_period_s = steps * self.servo_period_s
+        self.command_period_us = cmd_us
+        self.watchdog_s = min(WATCHDOG_PERIODS * cmd_us, WATCHDOG_MAX_US) * 1e-6
+        self.configured = True
+        self._log(t, f"HELLO: command period {cmd_us} µs, watchdog {self.watchdog_s * 1e3:.1f} ms, "
+                     f"STATE every {self.state_period_s * 1e3:.1f} ms")
+        if self.mode is McuMode.ARMED:
+            self._begin_stop(t, q, dq, McuMode.DISARMED, None, 0)
+        lim = self.limits
+        return Caps(lim.joint_hash, servo_us, cmd_us, round(self.state_period_s * 1e6),
+                    round(self.watchdog_s * 1e6), lim.lower, lim.upper, lim.velocity_limit,
+                    lim.effort_limit)
+
+    def _on_arm(self, t: float, q: np.ndarray) -> AckResult:
+        if not self.configured:
+            return AckResult.NOT_CONFIGURED
+        if self.mode is McuMode.STOPPING:
+            return AckResult.BUSY
+        if self.mode is not McuMode.ARMED:
+            self.mode, self.latched, self._fault_msg = McuMode.ARMED, StatusBits.NONE, None
+            self._hold(q)
+            self.last_cmd_t = t
+            self._log(t, "ARM: armed, holding at the measured position")
+        return AckResult.OK
+
+    def _on_command(self, seq: int, msg: Command, t: float, q: np.ndarray) -> list[Message]:
+        if msg.q_target.size != self.n:
+            self.counters.commands_rejected += 1
+            return [self._new_fault(FaultCode.BAD_COMMAND, msg.q_target.size, t, latch=False)]
+        arrays = [a for a in (msg.q_target, msg.velocity, msg.effort) if a is not None]
+        bad = np.flatnonzero(~np.isfinite(np.concatenate(arrays))) % self.n
+        if bad.size:
+            self.counters.commands_rejected += 1
+            return [self._new_fault(FaultCode.BAD_COMMAND, int(bad[0]), t, latch=False)]
+        if self.mode is not McuMode.ARMED:
+            self.counters.commands_ignored += 1
+            return []
+        self.last_cmd_t, self.last_cmd_seq = t, seq
+        self.counters.commands_applied += 1
+        if self.record_commands:
+            self.command_log.append((t, seq, msg.q_target.copy()))
+        if msg.mode is CommandMode.HOLD:
+            if not self._holding:
+                self._hold(q)
+            return []
+        lim = self.limits
+        target = np.clip(msg.q_target, lim.lower, lim.upper)
+        self.counters.commands_clipped += bool(np.any(target != msg.q_target))
+        self._holding = False
+        self.q_ref = target.astype(np.float64)
+        v = msg.velocity if msg.velocity is not None else 0.0
+        e = msg.effort if msg.effort is not None else 0.0
+        self.v_ref = np.clip(np.broadcast_to(v, (self.n,)), -lim.velocity_limit, lim.velocity_limit)
+        self.tau_ff = np.clip(np.broadcast_to(e, (self.n,)), -lim.effort_limit, lim.effort_limit)
+        return []
+
+    # ------------------------------------------------------------------ time
+    def tick(self, t: float, q: np.ndarray, dq: np.ndarray, effort: np.ndarray) -> list[bytes]:
+        """One servo period: watchdog, stop ramp, fault repeats, STATE when due.
+
+        Args:
+            t: MCU clock, s (advances by ``servo_period_s`` per call).
+            q: Measured positions, rad or m. Shape: (n_joints,).
+            dq: Measured velocities, rad/s or m/s. Shape: (n_joints,).
+            effort: Measured efforts, N·m or N. Shape: (n_joints,).
+
+        Returns:
+            Encoded frames to send, in order.
+        """
+        out: list[Message] = []
+        if self.mode is McuMode.ARMED and t - self.last_cmd_t >= self.watchdog_s - 1e-9:
+            self.counters.watchdog_trips += 1
+            self.latched |= StatusBits.WATCHDOG
+            gap_us = round((t - self.last_cmd_t) * 1e6)
+            self._begin_stop(t, q, dq, McuMode.FAULTED, FaultCode.WATCHDOG, gap_us)
+        if self._stop is not None:
+            self.q_ref, self.v_ref = self._stop.reference(t)
+            if t - self._stop.t0 >= self._stop.duration:
+                out += self._finish_stop(t)
+        if self._fault_msg is not None and t - self._fault_t >= FAULT_REPEAT_S - 1e-9:
+            self._fault_t = t
+            out.append(self._fault_msg)
+        if t - self.last_state_t >= self.state_period_s - 1e-9:
+            self.last_state_t = t
+            out.append(State(int(self.status), self.last_cmd_seq, q, dq, effort))
+        return [self._encode(m, t) for m in out]
+
+    def _begin_stop(self, t: float, q: np.ndarray, dq: np.ndarray, then: McuMode,
+                    cause: FaultCode | None, detail: int) -> None:
+        self.mode = McuMode.STOPPING
+        self._stop = _Stop(t, np.array(q, np.float64), np.array(dq, np.float64),
+                           self.limits.stop_decel, then, cause, detail)
+        self.tau_ff[:] = 0.0
+        why = cause.name if cause is not None else "HELLO while armed"
+        self._log(t, f"category-1 stop ({why}); ramp {self._stop.duration * 1e3:.0f} ms")
+
+    def _finish_stop(self, t: float) -> list[Message]:
+        stop, self._stop = self._stop, None
+        if stop is None:
+            return []
+        self.mode = stop.then
+        self._hold(stop.reference(t)[0])
+        self._log(t, f"stop complete; {self.mode.value}")
+        if stop.cause is None:
+            return []
+        return [self._new_fault(stop.cause, stop.detail, t, latch=True)]
+
+    # ------------------------------------------------------------------ helpers
+    def _hold(self, q: np.ndarray) -> None:
+        self.q_ref = np.array(q, dtype=np.float64)
+        self.v_ref = np.zeros(self.n)
+        self.tau_ff = np.zeros(self.n)
+        self._holding = True
+
+    def _new_fault(self, code: FaultCode, detail: int, t: float, *, latch: bool) -> Fault:
+        self._fault_id = (self._fault_id + 1) & 0xFFFF
+        msg = Fault(int(code), self._fault_id, min(max(int(detail), 0), 0xFFFFFFFF))
+        self._log(t, f"FAULT #{self._fault_id} {code.name} detail={msg.detail}")
+        if latch:
+            self._fault_msg, self._fault_t = msg, t
+        return msg
+
+    def _encode(self, msg: Message, t: float) -> bytes:
+        self._tx_seq = (self._tx_seq + 1) & 0xFFFF
+        self.counters.frames_tx += 1
+        return encode_frame(msg, self._tx_seq, round(t * 1e6))
+
+    def _log(self, t: float, text: str) -> None:
+        self.events.append((t, text))
+        if len(self.events) > 1000:
+            del self.events[:500]

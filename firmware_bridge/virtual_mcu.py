@@ -1,0 +1,383 @@
+"""A virtual MCU: a robot's MuJoCo model behind a pseudo-terminal that speaks the wire protocol.
+
+The host opens the pty's slave side with pyserial exactly as it opens a real USB serial port.
+Behind it, :class:`~karakuri.firmware_bridge.mcu_core.McuCore` runs the MCU behaviour
+(handshake, watchdog, category-1 stop, e-stop latch, re-arm) and the robot's MuJoCo model
+stands in for motors and encoders.
+
+**Servo.**  The joint servo is the model's MuJoCo position actuators (``ctrl`` = the MCU's
+position reference, plus ``kv × velocity reference + effort feed-forward`` as applied joint
+force), stepped at the model's ``dt`` (0.002 s for the industrial arm: a 500 Hz servo, not the
+1 kHz of a typical firmware; the MCU clock is the simulation time).  Physics is paced to the
+wall clock; when the process falls more than ``max_lag_s`` behind it skips ahead rather than
+stepping in a burst, and counts an overrun.
+
+**Faults** (:class:`~karakuri.firmware_bridge.fault_injection.FaultConfig`): corrupt bytes,
+drop or delay frames in either direction, cut the link (both directions silent), or unplug
+the port (the pty disappears, as a USB cable pulled out; :meth:`VirtualMCU.replug` brings a
+new one back behind the same ``link_path``).
+
+Runs in a thread (:meth:`VirtualMCU.start`, tests) or in the foreground (:meth:`VirtualMCU.run`,
+``karakuri sil``).  This module needs MuJoCo; nothing else in ``firmware_bridge`` does.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
+from karakuri.firmware_bridge.link import StatusBits
+from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
+from karakuri.robot.spec import RobotSpec
+
+
+@dataclass(frozen=True)
+class VirtualMCUConfig:
+    """How the virtual MCU runs.
+
+    Attributes:
+        link_path: Keep a symlink to the pty at this path, stable across unplug and replug;
+            empty for none (then :attr:`VirtualMCU.port` is the bare /dev/pts/N).
+        state_rate_hz: STATE rate until a HELLO asks for another, Hz; None: the robot's
+            control rate.
+        realtime: Pace the physics to the wall clock (off: as fast as the CPU allows).
+        max_lag_s: Behind the wall clock by more than this, skip ahead instead of catching up, s.
+        record_commands: Keep every applied COMMAND target (tests check none was corrupted).
+    """
+
+    link_path: str = ""
+    state_rate_hz: float | None = None
+    realtime: bool = True
+    max_lag_s: float = 0.02
+    record_commands: bool = False
+
+    def __post_init__(self) -> None:
+        if self.state_rate_hz is not None and self.state_rate_hz <= 0:
+            raise ValueError(f"state_rate_hz={self.state_rate_hz} must be > 0 (or None)")
+        if self.max_lag_s <= 0:
+            raise ValueError(f"max_lag_s={self.max_lag_s} must be > 0")
+
+
+class MujocoPlant:
+    """The robot's MJCF, driven through its position actuators. Joints follow the spec's order.
+
+    Args:
+        spec: The robot; ``spec.model_path`` must be an MJCF with one position actuator per
+            controlled joint.
+    """
+
+    def __init__(self, spec: RobotSpec) -> None:
+        if not spec.model_path:
+            raise ValueError(f"robot {spec.name!r}: no model_path; the virtual MCU needs an MJCF")
+        self.model = mujoco.MjModel.from_xml_path(str(spec.model_path))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        jids = [self._id(mujoco.mjtObj.mjOBJ_JOINT, j, spec) for j in spec.joint_names]
+        self.qadr = np.array([m.jnt_qposadr[j] for j in jids])
+        self.dadr = np.array([m.jnt_dofadr[j] for j in jids])
+        act_of = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)
+                  if m.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT}
+        missing = [spec.joint_names[i] for i, j in enumerate(jids) if j not in act_of]
+        if missing:
+            raise ValueError(f"{spec.model_path}: joints {missing} have no position actuator")
+        self.act = np.array([act_of[j] for j in jids])
+        self.kv = -m.actuator_biasprm[self.act, 2]
+        self.site = (self._id(mujoco.mjtObj.mjOBJ_SITE, spec.tool_site, spec)
+                     if spec.tool_site else -1)
+        self.data.qpos[self.qadr] = spec.default_pose
+        self.data.ctrl[self.act] = spec.default_pose
+        mujoco.mj_forward(m, self.data)
+
+    def _id(self, kind: Any, name: str, spec: RobotSpec) -> int:
+        i = mujoco.mj_name2id(self.model, kind, name)
+        if i < 0:
+            raise ValueError(f"{spec.model_path} has no {kind.name[6:].lower()} named {name!r}")
+        return int(i)
+
+    @property
+    def dt(self) -> float:
+        """Physics step, s."""
+        return float(self.model.opt.timestep)
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions (rad or m), velocities (rad/s or m/s), actuator efforts (N·m or N)."""
+        d = self.data
+        return d.qpos[self.qadr].copy(), d.qvel[self.dadr].copy(), d.actuator_force[self.act].copy()
+
+    def step(self, q_ref: np.ndarray, v_ref: np.ndarray, tau_ff: np.ndarray) -> None:
+        """Apply the servo references, then advance one physics step."""
+        self.data.ctrl[self.act] = q_ref
+        self.data.qfrc_applied[self.dadr] = self.kv * v_ref + tau_ff
+        mujoco.mj_step(self.model, self.data)
+
+
+class VirtualMCU:
+    """A robot behind a pty: MuJoCo plant + :class:`McuCore` + optional link faults.
+
+    Args:
+        spec: The robot (its MJCF, joint order, limits).
+        config: How it runs.
+        faults: Link faults from the start (see :meth:`inject` to change them later).
+
+    Example::
+
+        with VirtualMCU(load_robot("industrial_arm")) as mcu:   # starts a thread
+            link = SerialLink(spec, SerialLinkConfig(port=mcu.port))
+    """
+
+    def __init__(self, spec: RobotSpec, config: VirtualMCUConfig | None = None,
+                 faults: FaultConfig | None = None) -> None:
+        self.spec, self.config = spec, config or VirtualMCUConfig()
+        self.plant = MujocoPlant(spec)
+        rate = self.config.state_rate_hz or spec.control_rate_hz
+        limits = McuLimits(spec.joint_hash(), spec.lower, spec.upper, spec.velocity_limit,
+                           spec.effort_limit, spec.accel_limit)
+        self.core = McuCore(limits, self.plant.dt, 1.0 / rate, self.config.record_commands)
+        self.core.reset(self.plant.sample()[0])
+        self._lock = threading.RLock()
+        self._requests: collections.deque[tuple[Callable[[], None], threading.Event]] = (
+            collections.deque())
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._master = self._slave = -1
+        self._slave_path = ""
+        self._cut = self._dirty = False
+        self.overruns = self.tx_overflows = 0
+        self.inject(faults or FaultConfig())
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> str:
+        """The path a host opens: ``config.link_path`` if set, else the pty's /dev/pts/N."""
+        return self.config.link_path or self._slave_path
+
+    def open(self) -> str:
+        """Create the pty (and the ``link_path`` symlink); returns :attr:`port`."""
+        with self._lock:
+            if self._master < 0:
+                self._master, self._slave = os.openpty()
+                tty.setraw(self._slave)
+                os.set_blocking(self._master, False)
+                self._slave_path = os.ttyname(self._slave)
+                if self.config.link_path:
+                    tmp = f"{self.config.link_path}.tmp{os.getpid()}"
+                    os.symlink(self._slave_path, tmp)
+                    os.replace(tmp, self.config.link_path)
+                self.core.decoder.reset()
+                self._dirty = False
+        return self.port
+
+    def start(self) -> str:
+        """Open the port and run the MCU in a daemon thread; returns :attr:`port`."""
+        port = self.open()
+        if self._thread is None or not self._thread.is_alive():
+            self._stop_event.clear()
+            self._thread = threading.Thread(target=self.run, name="virtual-mcu", daemon=True)
+            self._thread.start()
+        return port
+
+    def stop(self) -> None:
+        """Stop the thread (if any) and remove the pty; safe to call twice."""
+        self._stop_event.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        self._thread = None
+        self._close_port()
+
+    def __enter__(self) -> VirtualMCU:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Run the MCU in this thread until :meth:`stop` or ``duration_s`` of MCU time, s."""
+        self.open()
+        dt = self.plant.dt
+        next_wall = time.monotonic()
+        end = None if duration_s is None else self.sim_time + duration_s
+        while not self._stop_event.is_set() and (end is None or self.sim_time < end - 1e-9):
+            self._serve_requests()
+            wait = next_wall - time.monotonic() if self.config.realtime else 0.0
+            if wait > 0:
+                if self._master < 0:
+                    time.sleep(wait)
+                    continue
+                if select.select([self._master], [], [], wait)[0]:
+                    with self._lock:
+                        self._service_io(time.monotonic())
+                continue
+            with self._lock:
+                self._service_io(time.monotonic())
+                self._step()
+            next_wall += dt
+            if time.monotonic() - next_wall > self.config.max_lag_s:
+                next_wall = time.monotonic()
+                self.overruns += 1
+
+    # ------------------------------------------------------------------ for tests and tools
+    @property
+    def sim_time(self) -> float:
+        """The MCU clock (simulation time), s."""
+        return float(self.plant.data.time)
+
+    @property
+    def mode(self) -> McuMode:
+        """The MCU state (disarmed, armed, stopping, faulted)."""
+        return self.core.mode
+
+    @property
+    def status(self) -> StatusBits:
+        """The status bits the MCU sends in STATE."""
+        return self.core.status
+
+    @property
+    def applied_commands(self) -> int:
+        """COMMANDs applied to the servo since power-up."""
+        return self.core.counters.commands_applied
+
+    @property
+    def command_log(self) -> list[tuple[float, int, np.ndarray]]:
+        """``(mcu_time_s, seq, q_target)`` of each applied COMMAND (``record_commands`` only)."""
+        with self._lock:
+            return list(self.core.command_log)
+
+    @property
+    def events(self) -> list[tuple[float, str]]:
+        """``(mcu_time_s, text)`` of MCU state changes, oldest first."""
+        with self._lock:
+            return list(self.core.events)
+
+    def tool_position(self) -> np.ndarray:
+        """Position of the robot's tool site, world frame, m. Shape: (3,)."""
+        if self.plant.site < 0:
+            raise ValueError(f"robot {self.spec.name!r} has no tool_site")
+        with self._lock:
+            return self.plant.data.site_xpos[self.plant.site].copy()
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measured positions (rad or m), velocities and efforts. Shape of each: (n_joints,)."""
+        with self._lock:
+            return self.plant.sample()
+
+    def counters(self) -> dict[str, int]:
+        """MCU counters plus injected-fault counts and timing overruns."""
+        with self._lock:
+            out = dict(asdict(self.core.counters))
+            for name, ch in (("rx", self._rx), ("tx", self._tx)):
+                out.update({f"{name}_{k}": v for k, v in asdict(ch.stats).items()})
+            out.update(overruns=self.overruns, tx_overflows=self.tx_overflows)
+            return out
+
+    def inject(self, faults: FaultConfig) -> None:
+        """Replace the link faults (counts of the previous ones are reset)."""
+        def apply() -> None:
+            self.faults = faults
+            self._rx, self._tx = FaultyChannel(faults, 0), FaultyChannel(faults, 1)
+        self._call(apply)
+
+    def cut_link(self) -> None:
+        """Silence both directions (bytes from the host are read and discarded)."""
+        self._call(lambda: setattr(self, "_cut", True))
+
+    def restore_link(self) -> None:
+        """Undo :meth:`cut_link`."""
+        self._call(lambda: setattr(self, "_cut", False))
+
+    def unplug(self) -> None:
+        """Remove the pty, as a USB cable pulled out; the MCU keeps running (and stops)."""
+        self._call(self._close_port)
+
+    def replug(self) -> str:
+        """A new pty behind the same ``link_path``; returns :attr:`port`."""
+        self._call(self.open)
+        return self.port
+
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` to the host as is (tests: garbage between frames)."""
+        self._call(lambda: self._write(data))
+
+    # ------------------------------------------------------------------ internals
+    def _call(self, fn: Callable[[], None]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                fn()
+            return
+        done = threading.Event()
+        self._requests.append((fn, done))
+        if not done.wait(timeout=2.0):
+            raise TimeoutError("the virtual MCU thread did not serve a request within 2 s")
+
+    def _serve_requests(self) -> None:
+        while self._requests:
+            fn, done = self._requests.popleft()
+            with self._lock:
+                fn()
+            done.set()
+
+    def _service_io(self, now: float) -> None:
+        data = b""
+        if self._master >= 0:
+            try:
+                data = os.read(self._master, 65536)
+            except (BlockingIOError, OSError):
+                data = b""
+        if self._cut:
+            data = b""
+        if self.faults.applies_to("rx"):
+            self._rx.push(data, now)
+            data = self._rx.pop(now)
+        if data:
+            q, dq, _ = self.plant.sample()
+            self._send(self.core.receive(data, self.sim_time, q, dq), now)
+        if self.faults.applies_to("tx"):
+            self._send([], now)
+
+    def _step(self) -> None:
+        core = self.core
+        self.plant.step(core.q_ref, core.v_ref, core.tau_ff)
+        q, dq, effort = self.plant.sample()
+        self._send(core.tick(self.sim_time, q, dq, effort), time.monotonic())
+
+    def _send(self, frames: list[bytes], now: float) -> None:
+        data = b"".join(frames)
+        if self.faults.applies_to("tx"):
+            self._tx.push(data, now)
+            data = self._tx.pop(now)
+        if data and not self._cut:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if self._master < 0:
+            return
+        if self._dirty:  # a frame was cut short: end it so the host resyncs before this one
+            data = b"\x00" + data
+        try:
+            n = os.write(self._master, data)
+        except (BlockingIOError, OSError):
+            self.tx_overflows += 1
+            return
+        self._dirty = n < len(data)
+        self.tx_overflows += self._dirty
+
+    def _close_port(self) -> None:
+        with self._lock:
+            for fd in (self._master, self._slave):
+                if fd >= 0:
+                    os.close(fd)
+            self._master = self._slave = -1
+            link = self.config.link_path
+            if link and Path(link).is_symlink():
+                Path(link).unlink()
