@@ -46,7 +46,7 @@ def hold_if_nonfinite(q_cmd: np.ndarray, q_hold: np.ndarray) -> tuple[np.ndarray
     Returns:
         The command (or a copy of ``q_hold``) and whether it was replaced.
     """
-    if np.all(np.isfinite(q_cmd)):
+    if np.isfinite(q_cmd).all():
         return q_cmd, False
     return q_hold.copy(), True
 
@@ -54,7 +54,7 @@ def hold_if_nonfinite(q_cmd: np.ndarray, q_hold: np.ndarray) -> tuple[np.ndarray
 def clip_to_limits(q: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, bool]:
     """Clip to ``[lower, upper]`` per joint; returns the result and whether anything moved."""
     out = np.minimum(np.maximum(q, lower), upper)
-    return out, bool(np.any(out != q))
+    return out, bool((out != q).any())
 
 
 def soft_start(q: np.ndarray, q_start: np.ndarray, elapsed_s: float,
@@ -80,8 +80,10 @@ def soft_start(q: np.ndarray, q_start: np.ndarray, elapsed_s: float,
 def limit_velocity(q: np.ndarray, q_prev: np.ndarray,
                    max_step: np.ndarray) -> tuple[np.ndarray, bool]:
     """Move at most ``max_step`` (``velocity_limit * dt``, rad) from ``q_prev`` per joint."""
-    out = q_prev + np.clip(q - q_prev, -max_step, max_step)
-    return out, bool(np.any(np.abs(q - q_prev) > max_step))
+    d = q - q_prev
+    step = np.minimum(np.maximum(d, -max_step), max_step)
+    hit = bool((step != d).any())
+    return (q_prev + step if hit else q), hit
 
 
 def limit_acceleration(q: np.ndarray, q_prev: np.ndarray, v_prev: np.ndarray,
@@ -102,11 +104,12 @@ def limit_acceleration(q: np.ndarray, q_prev: np.ndarray, v_prev: np.ndarray,
         The target and whether the limit changed it.
     """
     d = q - q_prev
-    v_want = d / dt
-    v_stop = np.sign(d) * np.minimum(np.abs(v_want), np.sqrt(2.0 * accel * np.abs(d)))
-    v = np.clip(v_stop, v_prev - accel * dt, v_prev + accel * dt)
+    dist = np.abs(d)
+    speed = np.minimum(dist / dt, np.sqrt((2.0 * accel) * dist))
+    dv = accel * dt
+    v = np.minimum(np.maximum(np.copysign(speed, d), v_prev - dv), v_prev + dv)
     out = q_prev + v * dt
-    return out, bool(np.any(np.abs(out - q) > 1e-12))
+    return out, bool((np.abs(out - q) > 1e-12).any())
 
 
 def in_workspace(q: np.ndarray, fk: ForwardKinematics, lower: np.ndarray,

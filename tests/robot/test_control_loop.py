@@ -250,7 +250,7 @@ def test_no_state_is_a_clear_error():
 def test_stop_from_another_thread():
     link, policy = FakeLink(), FakePolicy()
     loop = make_loop(link, policy, duration=5.0)
-    threading.Timer(0.1, loop.stop).start()
+    link.on_send = lambda n: threading.Thread(target=loop.stop).start() if n == 5 else None
     s = loop.run()
     assert s.stopped_by == "stop requested" and link.sent[-1][1] == CommandMode.HOLD
 
