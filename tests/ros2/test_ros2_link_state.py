@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from karakuri.firmware_bridge.link import LinkError
@@ -84,7 +82,7 @@ def test_stalled_stream_is_detected(make_sim, make_link, wait_until):
     faults = SimFaults()
     sim = make_sim(faults=faults)
     link = make_link(sim.spec, stale_after_s=0.1)
-    assert not link.is_stale and link.state_age_s() < 0.1
+    wait_until(lambda: not link.is_stale, 2.0, "a fresh stream")
     faults.pause = True
     wait_until(lambda: link.counters().timeouts >= 1, 2.0, "the stale watchdog")
     assert link.is_stale and link.state_age_s() > 0.1
@@ -100,10 +98,9 @@ def test_staleness_comes_from_header_stamps(make_sim, make_link, wait_until):
     sim = make_sim(faults=faults)
     link = make_link(sim.spec, stale_after_s=0.1)
     faults.stamp_offset_s = -0.5
-    time.sleep(0.2)
-    assert link.is_stale and 0.4 < link.state_age_s() < 1.0
-    assert link.counters().extra["late_msgs"] > 0
+    wait_until(lambda: link.counters().extra.get("late_msgs", 0) >= 3, 2.0, "late messages")
+    assert link.is_stale and 0.45 < link.state_age_s() < 5.0
     # The same stream judged by receive time looks fresh (what use_header_stamp=false does).
     other = make_link(sim.spec, stale_after_s=0.1, use_header_stamp=False, node_name="k2")
-    time.sleep(0.1)
-    assert not other.is_stale
+    wait_until(lambda: not other.is_stale, 2.0, "fresh by receive time")
+    assert link.is_stale
