@@ -96,12 +96,13 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
         CobsError: A 0x00 inside the frame, or a code byte that points past the frame's end.
     """
     enc = bytes(data)
+    zero = enc.find(0)
+    if zero >= 0:
+        raise CobsError(f"COBS frame holds a 0x00 at offset {zero}; 0x00 may only end a frame")
     out = bytearray()
     i, n = 0, len(enc)
     while i < n:
         code = enc[i]
-        if code == 0:
-            raise CobsError(f"COBS frame holds a 0x00 at offset {i}; 0x00 may only end a frame")
         end = i + code
         if end > n:
             raise CobsError(

@@ -1,0 +1,243 @@
+"""Codec: COBS, CRC-32, message layouts and the test vectors of docs/wire-protocol.md."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from karakuri.firmware_bridge.codec import (
+    CRC32_CHECK,
+    CobsError,
+    CodecError,
+    CrcError,
+    LengthError,
+    MessageError,
+    VersionError,
+    cobs_decode,
+    cobs_encode,
+    crc32,
+)
+from karakuri.firmware_bridge.link import CommandMode
+from karakuri.firmware_bridge.protocol import (
+    MAX_ENCODED,
+    Ack,
+    Arm,
+    Caps,
+    Command,
+    Estop,
+    Fault,
+    FrameDecoder,
+    Heartbeat,
+    Hello,
+    MsgType,
+    SeqTracker,
+    State,
+    decode_frame,
+    decode_payload,
+    encode_frame,
+    encode_payload,
+)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-protocol.md"
+
+# name -> (message, seq, time_us); the doc holds the bytes.
+VECTORS = {
+    "hello": (Hello(20000, 2000), 1, 1000),
+    "caps": (Caps(0x89ABCDEF, 2000, 20000, 2000, 50000, [-1.5, 0.0], [1.5, 0.0390625],
+                  [3.0, 0.125], [150.0, 60.0]), 1, 4000),
+    "state": (State(1, 7, [0.5, 0.03125], [-0.25, 0.0], [12.5, -3.0]), 2, 6000),
+    "command": (Command(CommandMode.POSITION, [0.5, 0.03125]), 7, 123456),
+    "command_ff": (Command(CommandMode.POSITION, [0.5, 0.03125], [1.0, 0.0], [2.5, -1.0]), 8,
+                   125456),
+    "command_hold": (Command(CommandMode.HOLD, [0.5, 0.03125]), 9, 127456),
+    "heartbeat": (Heartbeat(), 10, 129456),
+    "estop": (Estop(), 11, 131456),
+    "arm": (Arm(), 12, 133456),
+    "fault": (Fault(1, 1, 50000), 3, 2076000),
+    "ack": (Ack(MsgType.ARM, 12, 0), 4, 2078000),
+}
+
+
+def _doc_vectors() -> dict[str, dict[str, bytes | int]]:
+    out: dict[str, dict[str, bytes | int]] = {}
+    for block in re.findall(r"```text\n(vector: .*?)```", DOC.read_text(), re.S):
+        name = re.search(r"vector: (\w+)", block).group(1)
+        crc = int(re.search(r"crc32: (0x[0-9a-f]+)", block).group(1), 16)
+        parts = {}
+        for key in ("payload", "frame"):
+            m = re.search(rf"{key} \((\d+) bytes\):\n((?:    [0-9a-f ]+\n)+)", block)
+            data = bytes.fromhex(m.group(2).replace("\n", " "))
+            assert len(data) == int(m.group(1)), f"{name} {key}: byte count in the doc is wrong"
+            parts[key] = data
+        out[name] = {"crc": crc, **parts}
+    return out
+
+
+DOC_VECTORS = _doc_vectors()
+
+
+def crc32_bitwise(data: bytes) -> int:
+    """The doc's C routine, transcribed: independent of zlib."""
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ (0xEDB88320 & -(c & 1))
+    return c ^ 0xFFFFFFFF
+
+
+def test_doc_has_every_vector_and_no_other():
+    assert set(DOC_VECTORS) == set(VECTORS)
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_vector_encodes_byte_for_byte(name):
+    msg, seq, time_us = VECTORS[name]
+    doc = DOC_VECTORS[name]
+    assert encode_payload(msg, seq, time_us) == doc["payload"]
+    assert encode_frame(msg, seq, time_us) == doc["frame"]
+    assert int.from_bytes(doc["payload"][-4:], "little") == doc["crc"]
+    assert crc32_bitwise(doc["payload"][:-4]) == doc["crc"]
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_vector_decodes_to_the_message(name):
+    msg, seq, time_us = VECTORS[name]
+    frame = decode_frame(DOC_VECTORS[name]["frame"][:-1])
+    assert (frame.seq, frame.time_us, frame.msg) == (seq, time_us, msg)
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_every_single_bit_flip_of_a_vector_is_rejected(name):
+    wire = DOC_VECTORS[name]["frame"]
+    original = VECTORS[name][0]
+    for i in range(len(wire) - 1):
+        for bit in range(8):
+            bad = bytearray(wire)
+            bad[i] ^= 1 << bit
+            dec = FrameDecoder()
+            got = dec.feed(bytes(bad))
+            assert all(f.msg != original for f in got), (name, i, bit)
+            assert not got, f"{name}: flip of byte {i} bit {bit} accepted as {got}"
+
+
+def test_header_layout_by_hand():
+    payload = encode_payload(Heartbeat(), 0xBEEF, 0x12345678)
+    assert struct.unpack("<BBHI", payload[:8]) == (1, MsgType.HEARTBEAT, 0xBEEF, 0x12345678)
+    assert encode_payload(Heartbeat(), 0, 2**32 + 5)[4:8] == (5).to_bytes(4, "little")
+
+
+def test_joint_hash_in_the_doc_is_the_industrial_arm_hash():
+    names = ("shoulder_pan", "shoulder_lift", "elbow", "wrist_1", "wrist_2", "wrist_3",
+             "finger_left")
+    want = int.from_bytes(hashlib.sha256("\n".join(names).encode()).digest()[:4], "little")
+    assert f"0x{want:08X}" in DOC.read_text()
+    pytest.importorskip("mujoco")
+    from karakuri.robot.registry import load_robot
+
+    spec = load_robot("industrial_arm")
+    assert spec.joint_names == names
+    assert spec.joint_hash() == want
+
+
+# ------------------------------------------------------------------ COBS and CRC
+@pytest.mark.parametrize(("raw", "stuffed"), [
+    (b"", b"\x01"),
+    (b"\x00", b"\x01\x01"),
+    (b"\x00\x00", b"\x01\x01\x01"),
+    (bytes.fromhex("11220033"), bytes.fromhex("0311220233")),
+    (bytes.fromhex("11223344"), bytes.fromhex("0511223344")),
+    (bytes.fromhex("11000000"), bytes.fromhex("021101 0101".replace(" ", ""))),
+    (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
+    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
+    (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
+    (bytes(range(2, 256)) + b"\x00", b"\xff" + bytes(range(2, 256)) + b"\x01\x01"),
+    (bytes(range(3, 256)) + b"\x00\x01", b"\xfe" + bytes(range(3, 256)) + b"\x02\x01"),
+])
+def test_cobs_reference_vectors(raw, stuffed):
+    assert cobs_encode(raw) == stuffed
+    assert cobs_decode(stuffed) == raw
+
+
+def test_cobs_decode_errors_name_the_offset():
+    with pytest.raises(CobsError, match="code byte 0x05 at offset 0 needs 4 data bytes, only 2"):
+        cobs_decode(b"\x05\x01\x02")
+    with pytest.raises(CobsError, match="0x00 at offset 1"):
+        cobs_decode(b"\x02\x00")
+
+
+def test_crc32_parameters():
+    assert crc32(b"123456789") == CRC32_CHECK == 0xCBF43926
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 100, 1000):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        assert crc32(data) == crc32_bitwise(data)
+
+
+# ------------------------------------------------------------------ messages and errors
+def test_bad_frames_raise_the_named_codec_error():
+    good = encode_payload(Hello(20000), 1, 0)
+    with pytest.raises(LengthError, match="shorter than header"):
+        decode_payload(good[:10])
+    with pytest.raises(CrcError, match="CRC-32 0x"):
+        decode_payload(good[:-1] + bytes([good[-1] ^ 1]))
+    v2 = b"\x02" + good[1:-4]
+    with pytest.raises(VersionError, match="protocol version 2; this side speaks 1"):
+        decode_payload(v2 + crc32(v2).to_bytes(4, "little"))
+    unknown = good[:1] + b"\x7f" + good[2:-4]
+    with pytest.raises(MessageError, match="unknown message type 0x7f"):
+        decode_payload(unknown + crc32(unknown).to_bytes(4, "little"))
+    short = good[:-5]
+    with pytest.raises(LengthError, match="HELLO body must be 8 bytes, got 7"):
+        decode_payload(short + crc32(short).to_bytes(4, "little"))
+    with pytest.raises(LengthError, match="exceeds"):
+        decode_frame(b"\x01" * (MAX_ENCODED + 1))
+
+
+def test_command_body_checks():
+    body = Command(CommandMode.POSITION, [0.1, 0.2]).body()
+    with pytest.raises(MessageError, match="flags 0x80 set undefined bits"):
+        Command.from_body(body[:1] + b"\x80" + body[2:])
+    with pytest.raises(LengthError, match="COMMAND body for 2 joints must be 11 bytes, got 10"):
+        Command.from_body(body[:-1])
+    with pytest.raises(MessageError, match="mode 5 unknown; known: HOLD=0, POSITION=1"):
+        Command.from_body(b"\x05" + body[1:])
+    with pytest.raises(MessageError, match="velocity has 3 values, expected 2"):
+        Command(CommandMode.POSITION, [0.1, 0.2], velocity=[1, 2, 3])
+    with pytest.raises(MessageError, match="seq=70000 does not fit in an unsigned 16-bit"):
+        encode_frame(Heartbeat(), 70000, 0)
+    with pytest.raises(MessageError, match=r"n_joints=0 outside 1\.\.60"):
+        State.from_body(b"\x00\x00\x00\x00")
+
+
+def test_all_codec_errors_share_one_base():
+    for cls in (CobsError, CrcError, LengthError, VersionError, MessageError):
+        assert issubclass(cls, CodecError)
+
+
+def test_decoder_resyncs_after_garbage_and_counts():
+    frames = [encode_frame(Hello(20000, i), i, i) for i in range(5)]
+    bad_crc = bytearray(frames[1])
+    bad_crc[5] ^= 0x40
+    stream = (b"\x13\x37garbage\x00" + frames[0] + bytes(bad_crc) + frames[2]
+              + b"\xff" * (MAX_ENCODED + 10) + b"\x00" + frames[3] + b"\x00\x00" + frames[4])
+    dec = FrameDecoder()
+    got = []
+    for i in range(0, len(stream), 7):  # arbitrary chunking
+        got += dec.feed(stream[i:i + 7])
+    assert [f.seq for f in got] == [0, 2, 3, 4]
+    assert dec.stats.frames == 4
+    assert dec.stats.crc_errors == 1
+    assert dec.stats.length_errors == 2  # the garbage piece and the over-long run
+    assert isinstance(dec.last_error, CodecError)
+
+
+def test_seq_tracker_counts_gaps_duplicates_reorders_and_wraps():
+    t = SeqTracker()
+    for s in (65534, 65535, 0, 3, 3, 2, 4):
+        t.update(s)
+    assert (t.gaps, t.duplicates, t.reordered) == (2, 1, 1)
