@@ -190,6 +190,9 @@ class Ros2SimRobot:
         for _ in range(int(0.2 / self.model.opt.timestep)):  # settle coupled joints
             mj.mj_step(self.model, self.data)
         self._q = self.data.qpos[self._qadr].copy()
+        self._site = mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_SITE, self.spec.tool_site) \
+            if self.spec.tool_site else -1
+        self._tool = self.data.site_xpos[self._site].copy() if self._site >= 0 else np.zeros(3)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> Ros2SimRobot:
@@ -235,6 +238,10 @@ class Ros2SimRobot:
     def measured_q(self) -> np.ndarray:
         """Measured joint positions in the spec's order, rad (m for the gripper)."""
         return self._q.copy()
+
+    def tool_position(self) -> np.ndarray:
+        """Tool centre point (the spec's tool site), m, base frame. Shape: (3,)."""
+        return self._tool.copy()
 
     def target_q(self) -> np.ndarray:
         """The position targets the simulated hardware is tracking, spec order."""
@@ -342,6 +349,8 @@ class Ros2SimRobot:
             self.data.ctrl[self._act] = self._target
             mj.mj_step(self.model, self.data)
         self._q = self.data.qpos[self._qadr].copy()
+        if self._site >= 0:
+            self._tool = self.data.site_xpos[self._site].copy()
         self._publish_state()
 
     def _publish_state(self) -> None:
