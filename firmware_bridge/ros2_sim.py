@@ -397,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.close()
         summary: dict[str, Any] = dict(sim.stats)
-        print(f"ros2_sim: stopped; {summary}", flush=True)
+        q = " ".join(f"{v:.4f}" for v in sim.measured_q())
+        print(f"ros2_sim: stopped; {summary}\nros2_sim: final q [{q}]", flush=True)
     return 0
 
 

@@ -3,6 +3,9 @@ ROS 2 link, and the simulated ros2_control robot; through ``deploy()`` and ``kar
 
 from __future__ import annotations
 
+import re
+import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -95,16 +98,50 @@ def test_deploy_drives_the_ros2_robot(toy_policy, make_sim, make_link, ros_ns, d
     assert "rt_p99_us" in s.format()
 
 
-def test_karakuri_deploy_cli_over_ros2(toy_policy, make_sim, ros_ns, domain_id, tmp_path):
-    sim = make_sim(scramble_seed=2)
+def _launch_file_module() -> dict:
+    return runpy.run_path(str(REPO / "launch" / "karakuri_reach.launch.py"))
+
+
+def test_ros2_launch_file_commands_run_the_cell(toy_policy, ros_ns, domain_id, tmp_path):
+    """What ``ros2 launch launch/karakuri_reach.launch.py`` starts, started here by hand:
+    the simulated robot as a process, then ``karakuri deploy`` as a process."""
+    lf = _launch_file_module()
     data = launch_dict(toy_policy, ros_ns, domain_id)
     data["command"]["targets"] = TARGETS[:1]
     launch = tmp_path / "reach_ros2.yaml"
     launch.write_text(yaml.safe_dump(data))
-    out = subprocess.run([sys.executable, "-m", "karakuri.launch.cli", "deploy", str(launch),
-                          "--summary-json", str(tmp_path / "summary.json")],
-                         capture_output=True, text=True, timeout=120)
+    sim = subprocess.Popen(
+        lf["sim_command"]("industrial_arm", sys.executable, [
+            "--namespace", ros_ns, "--domain-id", str(domain_id), "--scramble-seed", "2"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out = subprocess.run(lf["deploy_command"](launch, sys.executable),
+                             capture_output=True, text=True, timeout=120)
+        sim.send_signal(signal.SIGINT)  # Ctrl-C: the node stops cleanly
+        sim_out, sim_err = sim.communicate(timeout=15)
+    finally:
+        if sim.poll() is None:
+            sim.kill()
+            sim.communicate()
     assert out.returncode == 0, out.stdout + out.stderr
     assert "link ros2" in out.stdout and "rt_p50_us" in out.stdout
     assert "Traceback" not in out.stderr
-    np.testing.assert_allclose(sim.measured_q(), expected_q(sim.spec, TARGETS[0]), atol=0.01)
+    assert sim.returncode == 0 and "Traceback" not in sim_err, sim_err
+    assert "ros2_sim: industrial_arm on domain" in sim_out
+    assert "'commands_applied'" in sim_out and "'rejected_size': 0" in sim_out
+    final = re.search(r"final q \[([^\]]*)\]", sim_out).group(1)
+    q = np.array([float(v) for v in final.split()])
+    np.testing.assert_allclose(q, expected_q(load_robot("industrial_arm"), TARGETS[0]), atol=0.01)
+
+
+def test_ros2_launch_description_builds_where_ros2_launch_is_installed():
+    lf = _launch_file_module()
+    assert lf["deploy_command"]()[-1].endswith("launch/reach_ros2.yaml")
+    try:
+        from launch import LaunchDescription  # ROS 2's launch: not on PyPI
+    except ImportError:
+        with pytest.raises(ImportError):
+            lf["generate_launch_description"]()
+        return
+    ld = lf["generate_launch_description"]()
+    assert isinstance(ld, LaunchDescription) and len(ld.entities) == 6

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -60,31 +58,6 @@ def test_inactive_controller_is_a_clear_error(spec, make_sim, make_link):
     make_sim(controller_type="joint_trajectory_controller")  # forward controller not there
     with pytest.raises(LinkError, match=r"forward_position_controller/commands.*list_controllers"):
         make_link(spec, connect_timeout_s=1.0)
-
-
-def test_sim_as_a_process_stops_cleanly_on_sigint(spec, make_link, ros_ns, domain_id):
-    env = dict(os.environ)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "karakuri.firmware_bridge.ros2_sim", "--robot", "industrial_arm",
-         "--namespace", ros_ns, "--domain-id", str(domain_id), "--scramble-seed", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        link = make_link(spec, connect_timeout_s=20.0)
-        q = np.array(spec.default_pose)
-        q[0] += 0.2
-        for _ in range(50):
-            link.send_command(q)
-            time.sleep(0.01)
-        link.close()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
-    assert "ros2_sim: industrial_arm on domain" in out and "commands_applied" in out
 
 
 def test_config_checks_name_the_bad_value():
