@@ -320,8 +320,10 @@ class Ros2Link:
             self._hold = None
         else:
             if mode == CommandMode.POSITION and not self._estopped:
-                self._c.extra["cmd_nonfinite"] = self._c.extra.get("cmd_nonfinite", 0) + 1
-                self._faults.append("non-finite command refused; holding")
+                n_bad = self._c.extra.get("cmd_nonfinite", 0)
+                self._c.extra["cmd_nonfinite"] = n_bad + 1
+                if n_bad == 0:  # reported once; the count says how many followed
+                    self._faults.append("non-finite command refused; holding")
             if self._hold is None:
                 self._hold = np.array(self._latest.position)  # type: ignore[union-attr]
             q = self._hold
