@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 from karakuri.firmware_bridge.link import Link
-from karakuri.launch.schema import LaunchConfig, LaunchError
-from karakuri.policies.policy import Policy
+from karakuri.launch.schema import LaunchConfig, LaunchError, SilLinkConfig
+from karakuri.policies.metadata import PolicyMetadata
+from karakuri.policies.policy import Policy, PolicyError
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
 from karakuri.robot.loop_commands import Episode
 from karakuri.robot.loop_stats import LoopSummary
@@ -63,7 +64,10 @@ def load_policy(cfg: LaunchConfig) -> Policy:
                           f"'karakuri export RUN_DIR -o {cfg.policy}'")
     from karakuri.policies.onnx_policy import OnnxPolicy
 
-    return OnnxPolicy(cfg.policy)
+    try:
+        return OnnxPolicy(cfg.policy)
+    except PolicyError as e:
+        raise LaunchError(f"{cfg.source}: policy: {e}") from e
 
 
 def policy_spec(policy: Policy) -> RobotSpec | None:
@@ -95,9 +99,14 @@ def resolve_spec(cfg: LaunchConfig, policy: Policy) -> RobotSpec:
     from karakuri.robot.registry import load_robot  # needs MuJoCo
 
     spec = load_robot(cfg.robot)
-    if carried is not None and carried.joint_names != spec.joint_names:
-        raise LaunchError(f"{cfg.source}: the policy's joints {list(carried.joint_names)} differ "
-                          f"from robot {cfg.robot!r}'s {list(spec.joint_names)}")
+    meta = getattr(policy, "metadata", None)
+    if isinstance(meta, PolicyMetadata):
+        from karakuri.policies.onnx_policy import check_fits_robot
+
+        try:
+            check_fits_robot(meta, spec, meta.control_rate_hz, f"policy {cfg.policy}")
+        except PolicyError as e:
+            raise LaunchError(f"{cfg.source}: {e}") from e
     return spec
 
 
@@ -147,45 +156,45 @@ def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
 
 
 @contextlib.contextmanager
-def open_link(cfg: LaunchConfig, spec: RobotSpec) -> Iterator[tuple[Link, Plant | None]]:
-    """Build, connect and finally close the link of ``cfg.link`` (and the SIL plant)."""
-    kind = cfg.link_kind
+def open_link(cfg: LaunchConfig, spec: RobotSpec,
+              rate_hz: float) -> Iterator[tuple[Link, Plant | None]]:
+    """Build, connect and finally close the link of ``cfg.link`` (and the SIL plant).
+
+    Serial links connect without arming; the loop arms them just before its first tick, so
+    the MCU watchdog (3 periods or 50 ms) starts with the loop.
+    """
+    from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
+
+    kind, link_cfg = cfg.link_kind, cfg.link
     plant: Plant | None = None
-    stack = contextlib.ExitStack()
-    with stack:
+    with contextlib.ExitStack() as stack:
         if kind == "serial":
-            link = _serial_link(cfg.link.port, spec, cfg.link)  # type: ignore[union-attr]
+            serial_cfg = dataclasses.replace(link_cfg, arm_on_connect=False,  # type: ignore[type-var]
+                                             command_rate_hz=rate_hz)
+            link: Link = SerialLink(spec, serial_cfg)
         elif kind == "sil":
-            mcu = stack.enter_context(_virtual_mcu(cfg, spec))
+            mcu = stack.enter_context(_virtual_mcu(link_cfg, spec, rate_hz))  # type: ignore[arg-type]
             plant = mcu
-            link = _serial_link(mcu.port, spec, cfg.link)
+            link = SerialLink(spec, SerialLinkConfig(
+                port=mcu.port, command_rate_hz=rate_hz, arm_on_connect=False,
+                handshake_timeout_s=link_cfg.handshake_timeout_s))  # type: ignore[union-attr]
         else:
             from karakuri.firmware_bridge.ros2_link import Ros2Link
 
-            link = Ros2Link(spec, cfg.link)  # type: ignore[arg-type]
+            link = Ros2Link(spec, link_cfg)  # type: ignore[arg-type]
         stack.callback(link.close)
         link.connect()
         yield link, plant
 
 
-def _serial_link(port: str, spec: RobotSpec, link_cfg: Any) -> Link:
-    from karakuri.firmware_bridge.serial_link import SerialLink
-
-    return SerialLink(port, spec, baud=getattr(link_cfg, "baud", 1_000_000))
-
-
 @contextlib.contextmanager
-def _virtual_mcu(cfg: LaunchConfig, spec: RobotSpec) -> Iterator[Any]:
-    from karakuri.firmware_bridge.virtual_mcu import VirtualMCU
+def _virtual_mcu(sil: SilLinkConfig, spec: RobotSpec, rate_hz: float) -> Iterator[Any]:
+    from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
 
-    sil = cfg.link
-    mcu = VirtualMCU(spec, drop_rate=sil.drop_rate, corrupt_rate=sil.corrupt_rate,  # type: ignore[union-attr]
-                     delay_rate=sil.delay_rate, delay_s=sil.delay_s, seed=sil.seed)  # type: ignore[union-attr]
-    mcu.start()
-    try:
+    mcu_cfg = VirtualMCUConfig(link_path=sil.link_path, state_rate_hz=sil.state_rate_hz or rate_hz,
+                               realtime=sil.paced, record_commands=sil.record_commands)
+    with VirtualMCU(spec, mcu_cfg, faults=sil.faults) as mcu:
         yield mcu
-    finally:
-        mcu.stop()
 
 
 def reach_evaluator(plant: Plant, radius_m: float) -> Callable[[Episode], bool]:
@@ -233,10 +242,13 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
     if "command" in policy.input_names and cfg.command is None:
         raise LaunchError(f"{cfg.source}: command: missing; the policy has a 'command' input, "
                           f"so the launch file needs a command section (targets or box)")
-    loop_cfg = LoopConfig(rate_hz=rate, duration_s=cfg.duration_s, **dataclasses.asdict(cfg.loop))
-    log(f"deploy: robot {spec.name} ({spec.n_joints} joints), policy {cfg.policy.name}, "
-        f"link {cfg.link_kind}, {rate:g} Hz")
-    link_cm = contextlib.nullcontext(link) if link is not None else open_link(cfg, spec)
+    loop_cfg = LoopConfig(rate_hz=rate, duration_s=cfg.duration_s,
+                          arm_on_start=link is None and cfg.link_kind != "ros2",
+                          **dataclasses.asdict(cfg.loop))
+    describe = getattr(policy, "describe", None)
+    log(f"deploy: robot {spec.name} ({spec.n_joints} joints), link {cfg.link_kind}, {rate:g} Hz; "
+        f"policy {describe() if describe else cfg.policy.name}")
+    link_cm = contextlib.nullcontext(link) if link is not None else open_link(cfg, spec, rate)
     telemetry = open_telemetry(cfg, log)
     try:
         with link_cm as (the_link, plant):

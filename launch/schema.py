@@ -17,10 +17,12 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
+from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
+from karakuri.firmware_bridge.serial_link import SerialLinkConfig
 from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
@@ -33,55 +35,34 @@ class LaunchError(ValueError):
 
 
 @dataclass(frozen=True)
-class SerialLinkConfig:
-    """``link:`` with ``kind: serial``: a real MCU on a serial port.
-
-    Attributes:
-        port: Device path, e.g. ``/dev/ttyACM0`` or ``/dev/serial/by-id/...``.
-        baud: Baud rate (ignored by USB CDC devices, used by UARTs).
-        connect_timeout_s: How long the HELLO/CAPS handshake may take, s.
-    """
-
-    kind: ClassVar[str] = "serial"
-    port: str
-    baud: int = 1_000_000
-    connect_timeout_s: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not self.port:
-            raise ValueError("port: empty; give the device path, e.g. /dev/ttyACM0")
-        if self.baud <= 0 or self.connect_timeout_s <= 0:
-            raise ValueError(f"baud ({self.baud}) and connect_timeout_s "
-                             f"({self.connect_timeout_s}) must be > 0")
-
-
-@dataclass(frozen=True)
 class SilLinkConfig:
     """``link:`` with ``kind: sil``: a virtual MCU on a pty driving the robot's MuJoCo model.
 
+    The host side is the same :class:`SerialLink` as on hardware, opened on the pty.
+
     Attributes:
-        drop_rate: Fraction of frames the virtual MCU drops, each way.
-        corrupt_rate: Fraction of bytes it corrupts, each way.
-        delay_rate: Fraction of frames it delays by ``delay_s``.
-        delay_s: The delay of a delayed frame, s.
-        seed: Seed of the fault injection.
-        connect_timeout_s: How long the virtual MCU may take to start and handshake, s.
+        faults: Link faults injected by the virtual MCU (``corrupt_byte_rate``,
+            ``drop_frame_rate``, ``delay_frame_rate``, ``delay_s``, ``fault_direction``,
+            ``fault_seed``); none by default.
+        paced: Pace the physics to the wall clock (off: as fast as the CPU allows).
+        state_rate_hz: STATE rate, Hz; default: the loop rate.
+        link_path: Also expose the pty at this path (a symlink), e.g. for other tools.
+        handshake_timeout_s: How long the host waits for CAPS, the ARM ACK and a STATE, s.
+        record_commands: Keep every applied COMMAND in the virtual MCU (fault tests).
     """
 
-    kind: ClassVar[str] = "sil"
-    drop_rate: float = 0.0
-    corrupt_rate: float = 0.0
-    delay_rate: float = 0.0
-    delay_s: float = 0.0
-    seed: int = 0
-    connect_timeout_s: float = 10.0
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    paced: bool = True
+    state_rate_hz: float | None = None
+    link_path: str = ""
+    handshake_timeout_s: float = 5.0
+    record_commands: bool = False
 
     def __post_init__(self) -> None:
-        for key in ("drop_rate", "corrupt_rate", "delay_rate"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ValueError(f"{key}: {getattr(self, key)} must be a fraction in [0, 1]")
-        if self.delay_s < 0 or self.connect_timeout_s <= 0:
-            raise ValueError("delay_s must be >= 0 s and connect_timeout_s > 0 s")
+        if self.state_rate_hz is not None and not self.state_rate_hz > 0:
+            raise ValueError(f"state_rate_hz: {self.state_rate_hz} must be > 0 Hz")
+        if not self.handshake_timeout_s > 0:
+            raise ValueError(f"handshake_timeout_s: {self.handshake_timeout_s} must be > 0 s")
 
 
 LinkConfig = SerialLinkConfig | SilLinkConfig | Ros2LinkConfig
@@ -166,7 +147,10 @@ class LaunchConfig:
         robot: A registered robot name (``industrial_arm``) or a sidecar ``.yaml`` path. On a
             box without MuJoCo the spec is read from the policy file and must match this name.
         policy: Path of the exported ``policy.onnx``.
-        link: How to reach the robot; ``kind`` is ``serial``, ``sil`` or ``ros2``.
+        link: How to reach the robot; ``kind`` is ``serial`` (the keys of
+            :class:`~karakuri.firmware_bridge.serial_link.SerialLinkConfig`), ``sil``
+            (:class:`SilLinkConfig`) or ``ros2`` (the keys of
+            :class:`~karakuri.firmware_bridge.ros2_config.Ros2LinkConfig`).
         rate_hz: Loop rate, Hz; default: the policy's control rate (a different one is refused).
         duration_s: Stop after this long, s; default: when the episodes end (or Ctrl-C).
         soft_start_s: Ramp from the measured pose after start and re-arm, s.
@@ -204,7 +188,7 @@ class LaunchConfig:
     @property
     def link_kind(self) -> str:
         """``serial``, ``sil`` or ``ros2``."""
-        return "ros2" if isinstance(self.link, Ros2LinkConfig) else self.link.kind
+        return next(k for k, t in _LINK_TYPES.items() if isinstance(self.link, t))
 
 
 # ----------------------------------------------------------------------------- loading

@@ -24,14 +24,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from karakuri.firmware_bridge.link import CommandMode, JointState, Link, LinkError, StatusBits
 from karakuri.policies.policy import Policy
-from karakuri.robot.loop_commands import CommandSource, Episode
+from karakuri.robot.loop_commands import CommandSource, Episode, EpisodeSchedule
 from karakuri.robot.loop_stats import EpisodeOutcome, LatencyHistogram, LoopSummary
 from karakuri.robot.realtime import RealtimeConfig, RealtimeSetup
 from karakuri.robot.safety import SafetyFilter
@@ -58,6 +58,11 @@ class LoopConfig:
         stale_periods: State older than this many periods is stale: hold, count.
         stale_fault_s: State older than this (or none for this long) is a fault: stop, s.
         first_state_timeout_s: How long :meth:`ControlLoop.run` waits for the first state, s.
+        arm_on_start: Call ``link.rearm()`` just before the first tick, for a link connected
+            without arming: the MCU watchdog then starts with the loop, not before it.
+        arm_timeout_s: After arming (at start or :meth:`ControlLoop.rearm`), how long the
+            robot may take to report ARMED without ESTOP/FAULT/WATCHDOG; the loop sends HOLD
+            meanwhile, then faults, s.
     """
 
     rate_hz: float
@@ -67,6 +72,8 @@ class LoopConfig:
     stale_periods: int = 3
     stale_fault_s: float = 0.25
     first_state_timeout_s: float = 3.0
+    arm_on_start: bool = False
+    arm_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
@@ -164,6 +171,8 @@ class ControlLoop:
                 state = self._wait_first_state()
                 self.safety.reset(state.position)
                 self._init_run(state)
+                if self.config.arm_on_start:
+                    self._arm(time.monotonic())
                 self._started = True
                 self._run_ticks()
         except KeyboardInterrupt:
@@ -186,30 +195,28 @@ class ControlLoop:
 
     def _wait_first_state(self) -> JointState:
         deadline = time.monotonic() + self.config.first_state_timeout_s
+        fresh_s = self.config.stale_periods * self.config.period
         while time.monotonic() < deadline and self._stop_reason is None:
             state = self.link.latest_state()
-            if state is not None:
+            if state is not None and time.monotonic() - state.stamp <= fresh_s:
                 return state
             time.sleep(0.002)
         if self._stop_reason is not None:
             raise LoopError(f"stopped before the first state arrived: {self._stop_reason}")
         raise LoopError(
-            f"no state from the robot within {self.config.first_state_timeout_s} s; check the "
-            f"link (counters: {self.link.counters().as_dict()}, faults: {self.link.faults()})")
+            f"no fresh state from the robot within {self.config.first_state_timeout_s} s; check "
+            f"the link (counters: {self.link.counters().as_dict()}, faults: {self.link.faults()})")
 
     def _init_run(self, state: JointState) -> None:
         n = self._n
         self._sig = {k: np.zeros((1, n), np.float32) for k in ("joint_pos", "joint_vel")}
-        self._episodes: Iterator[Episode] = iter(
-            self.commands.episodes() if self.commands else [Episode(0, np.zeros(0), np.inf)])
-        self._reset_s = self.commands.reset_s if self.commands else 0.0
+        self._schedule = EpisodeSchedule(self.commands, self.reset_pose is not None)
         self._outcomes: list[EpisodeOutcome] = []
         self._err, self._compute = LatencyHistogram(), LatencyHistogram()
         self.ticks = self.late = self.missed = self.stale = 0
         self._last_fresh = time.monotonic()
         self._last_state = state
-        self._episode: Episode | None = None
-        self._phase, self._phase_end = "run", -np.inf
+        self._arming_until: float | None = None
         self._safety_seen: dict[str, int] = {}
 
     def _run_ticks(self) -> None:
@@ -255,7 +262,7 @@ class ControlLoop:
     def _tick(self, now: float) -> None:
         self._handle_requests()
         state = self.link.latest_state()
-        fresh = self._check_state(state, now)
+        fresh = self._check_state(state, now) and self._check_status(state, now)  # type: ignore[arg-type]
         if fresh and not self.safety.latched:
             self._advance_phase(now)
         policy_q = None
@@ -274,14 +281,32 @@ class ControlLoop:
         if self.telemetry is not None:
             self._record(state, now, policy_q, target, mode)
 
+    def _check_status(self, state: JointState, now: float) -> bool:
+        """Robot status bits; False (hold) while waiting for the robot to arm."""
+        status = StatusBits(state.status)
+        if self._arming_until is not None:
+            if status & StatusBits.ARMED and not status & (_FATAL_STATUS | StatusBits.ESTOP):
+                self._arming_until = None
+                self.safety.reset(state.position)  # soft start from where the robot is now
+                return True
+            if now > self._arming_until:
+                self.safety.latch_fault(
+                    f"robot did not arm within {self.config.arm_timeout_s} s (status "
+                    f"{status!r}); link faults: {self.link.faults()}")
+            return False
+        if status & StatusBits.ESTOP and self.safety.estop_reason is None:
+            self.safety.estop("robot reports ESTOP")
+        if status & _FATAL_STATUS:
+            self.safety.latch_fault(f"robot reports {status!r}; link faults: {self.link.faults()}")
+        return True
+
+    def _arm(self, now: float) -> None:
+        self.link.rearm()
+        self._arming_until = now + self.config.arm_timeout_s
+
     def _check_state(self, state: JointState | None, now: float) -> bool:
         if state is not None:
             self._last_state = state
-            if state.status & StatusBits.ESTOP and self.safety.estop_reason is None:
-                self.safety.estop("robot reports ESTOP")
-            if state.status & _FATAL_STATUS:
-                self.safety.latch_fault(f"robot reports {StatusBits(state.status)!r}; "
-                                        f"link faults: {self.link.faults()}")
         age = np.inf if state is None else now - state.stamp
         if age <= self.config.stale_periods * self.config.period:
             self._last_fresh = now
@@ -294,8 +319,8 @@ class ControlLoop:
         return False
 
     def _want(self, state: JointState) -> np.ndarray:
-        if self._phase == "reset":
-            return self.reset_pose if self.reset_pose is not None else self.safety.hold_target()
+        if self._schedule.phase == "reset" and self.reset_pose is not None:
+            return self.reset_pose
         sig = self._sig
         sig["joint_pos"][0] = state.position
         sig["joint_vel"][0] = state.velocity
@@ -317,45 +342,29 @@ class ControlLoop:
                 self.link.estop()
                 self.safety.estop(reason)
             elif self.safety.fault is None:  # rearm never clears a fault: restart instead
-                self.link.rearm()
                 self.safety.reset(self._last_state.position)
+                self._arm(time.monotonic())
 
     # ------------------------------------------------------------------ episodes
     def _advance_phase(self, now: float) -> None:
-        if now < self._phase_end:
+        change = self._schedule.advance(now)
+        if change is None:
             return
-        if self._phase == "run" and self._episode is not None:
-            self._end_episode(self._episode)
-        if self._phase == "reset":
-            self._begin_run(now)
-            return
-        self._episode = next(self._episodes, None)
-        if self._episode is None:
+        if change.ended is not None:
+            ep = change.ended
+            success = self.evaluator(ep) if self.evaluator is not None else None
+            self._outcomes.append(EpisodeOutcome(ep.index, ep.command.tolist(), success))
+            if self.telemetry is not None:
+                self.telemetry.record("/episode", {"index": ep.index, "command": ep.command,
+                                                   "success": success})
+        if change.done:
             self.stop(f"all {len(self._outcomes)} episodes done")
-            self._phase_end = np.inf
-        elif self._reset_s > 0 and self.reset_pose is not None:
-            self._phase, self._phase_end = "reset", now + self._reset_s
-        else:
-            self._begin_run(now, reset_policy=self._reset_s > 0 or not self._outcomes)
-
-    def _begin_run(self, now: float, reset_policy: bool = True) -> None:
-        ep = self._episode
-        if ep is None:
-            return
-        if reset_policy:
-            self.policy.reset()
-        if "command" in self.policy.input_names:
-            self._sig["command"] = ep.command.astype(np.float32)[None, :]
-        if self.on_episode_start is not None:
-            self.on_episode_start(ep)
-        self._phase, self._phase_end = "run", now + ep.duration_s
-
-    def _end_episode(self, ep: Episode) -> None:
-        success = self.evaluator(ep) if self.evaluator is not None else None
-        self._outcomes.append(EpisodeOutcome(ep.index, ep.command.tolist(), success))
-        if self.telemetry is not None:
-            self.telemetry.record("/episode", {"index": ep.index, "command": ep.command,
-                                               "success": success})
+        if change.started is not None:
+            if change.reset_policy:
+                self.policy.reset()
+            self._sig["command"] = change.started.command.astype(np.float32)[None, :]
+            if self.on_episode_start is not None:
+                self.on_episode_start(change.started)
 
     # ------------------------------------------------------------------ end
     def _final_hold(self) -> None:
@@ -369,23 +378,16 @@ class ControlLoop:
 
     def _record(self, state: JointState | None, now: float, policy_q: np.ndarray | None,
                 target: np.ndarray, mode: CommandMode) -> None:
-        tel = self.telemetry
+        tel, ep, safety = self.telemetry, self._schedule.episode, self.safety
         if tel is None:
             return
-        if state is not None:
-            tel.record("/state", {"q": state.position, "dq": state.velocity,
-                                  "effort": state.effort, "age_ms": (now - state.stamp) * 1e3,
-                                  "status": int(state.status), "seq": state.seq}, now)
-        ep = self._episode
-        tel.record("/command", {
-            "policy": policy_q if policy_q is not None else [], "target": target,
-            "mode": int(mode), "command": ep.command if ep is not None else [],
-            "episode": ep.index if ep is not None else -1, "phase": self._phase}, now)
-        counts = self.safety.interventions
-        if counts != self._safety_seen or (self.safety.latched and self.ticks % 50 == 0):
-            self._safety_seen = dict(counts)
-            tel.record("/safety", {**counts, "latched": self.safety.latched,
-                                   "reason": self.safety.fault or self.safety.estop_reason}, now)
+        tel.record_tick(now, state, policy_q, target, int(mode),
+                        ep.command if ep is not None else None,
+                        ep.index if ep is not None else -1, self._schedule.phase)
+        if safety.interventions != self._safety_seen or (safety.latched and self.ticks % 50 == 0):
+            self._safety_seen = dict(safety.interventions)
+            tel.record("/safety", {**safety.interventions, "latched": safety.latched,
+                                   "reason": safety.fault or safety.estop_reason}, now)
 
     def _summary(self, realtime_line: str) -> LoopSummary:
         counters = self.link.counters().as_dict()

@@ -123,3 +123,60 @@ class BoxTargets:
         lo, hi = np.asarray(self.lower, np.float64), np.asarray(self.upper, np.float64)
         for i in range(self.count):
             yield Episode(i, rng.uniform(lo, hi), self.hold_s)
+
+
+@dataclass
+class PhaseChange:
+    """What :meth:`EpisodeSchedule.advance` did at a phase boundary.
+
+    Attributes:
+        ended: The episode whose run phase just ended (judge it now), or None.
+        started: The episode whose run phase just began, or None.
+        reset_policy: Whether the policy's recurrent inputs should be reset for ``started``.
+        done: No episode is left.
+    """
+
+    ended: Episode | None = None
+    started: Episode | None = None
+    reset_policy: bool = False
+    done: bool = False
+
+
+class EpisodeSchedule:
+    """The phases of a run: per episode, a reset phase (when ``reset_s`` > 0), then a run phase.
+
+    Args:
+        source: The episodes; None for one endless episode with an empty command.
+        can_reset: Whether a reset pose is known; without one there is no reset phase.
+    """
+
+    def __init__(self, source: CommandSource | None, can_reset: bool = True) -> None:
+        self._it = iter(source.episodes() if source is not None
+                        else [Episode(0, np.zeros(0), math.inf)])
+        self._reset_s = source.reset_s if source is not None and can_reset else 0.0
+        self.phase, self.end = "run", -math.inf
+        self.episode: Episode | None = None
+
+    def advance(self, now: float) -> PhaseChange | None:
+        """Move to the next phase when the current one is over at time ``now`` (s)."""
+        if now < self.end:
+            return None
+        change = PhaseChange(ended=self.episode if self.phase == "run" else None)
+        if self.phase == "reset":
+            self._run(now, change, reset_policy=True)
+            return change
+        first = self.episode is None
+        self.episode = next(self._it, None)
+        if self.episode is None:
+            change.done, self.end = True, math.inf
+        elif self._reset_s > 0:
+            self.phase, self.end = "reset", now + self._reset_s
+        else:
+            self._run(now, change, reset_policy=first)
+        return change
+
+    def _run(self, now: float, change: PhaseChange, reset_policy: bool) -> None:
+        ep = self.episode
+        if ep is not None:
+            self.phase, self.end = "run", now + ep.duration_s
+            change.started, change.reset_policy = ep, reset_policy

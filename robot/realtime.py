@@ -4,11 +4,16 @@ Measures, in order:
 
 - ``gc``: collect, ``gc.freeze()`` and ``gc.disable()``, so no collection pauses a tick;
 - ``timer_slack``: ``prctl(PR_SET_TIMERSLACK, 1 ns)``, so sleeps wake on time (Linux);
+- ``gil_switch``: ``sys.setswitchinterval``, so a link's reader thread (or an in-process
+  virtual MCU) hands the interpreter back to a woken loop within that time, not 5 ms;
 - ``affinity``: ``os.sched_setaffinity`` to the CPUs asked for (off unless asked);
 - ``sched_fifo``: ``os.sched_setscheduler(SCHED_FIFO, priority)`` (needs ``CAP_SYS_NICE``
   or an ``rtprio`` limit, e.g. ``@realtime - rtprio 90`` in ``/etc/security/limits.conf``);
-- ``mlockall``: ``mlockall(MCL_CURRENT | MCL_FUTURE)`` through ctypes (needs
-  ``CAP_IPC_LOCK`` or a large enough ``memlock`` limit).
+- ``mlockall``: ``mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)`` through ctypes (needs
+  ``CAP_IPC_LOCK`` or a large enough ``memlock`` limit): resident pages are never paged out.
+  ``MCL_ONFAULT`` (Linux >= 4.4) locks the rest as it is touched instead of populating the
+  whole address space up front, which stalls every thread of the process for ~50 ms or more;
+  on older kernels the flag is dropped.
 
 Nothing here raises when the system refuses: the refusal and its reason go into the line.
 """
@@ -20,10 +25,11 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import sys
 from dataclasses import dataclass, field
 from types import TracebackType
 
-_MCL_CURRENT, _MCL_FUTURE = 1, 2
+_MCL_CURRENT, _MCL_FUTURE, _MCL_ONFAULT = 1, 2, 4
 _PR_SET_TIMERSLACK, _PR_GET_TIMERSLACK = 29, 30
 
 
@@ -34,13 +40,16 @@ class RealtimeConfig:
     Attributes:
         gc_freeze: Freeze and disable the garbage collector during the loop.
         timer_slack: Set the thread's timer slack to 1 ns (Linux) so sleeps end on time.
+        gil_switch_interval_s: Python's thread switch interval during the loop, s; 0 leaves
+            it (5 ms by default).
         sched_fifo_priority: SCHED_FIFO priority 1..99, or 0 to stay on the normal scheduler.
-        mlockall: Lock current and future memory so pages never fault during a tick.
+        mlockall: Lock resident and future memory so no page is swapped out under a tick.
         cpus: CPUs to pin the loop's process to; empty leaves the affinity alone.
     """
 
     gc_freeze: bool = True
     timer_slack: bool = True
+    gil_switch_interval_s: float = 0.0005
     sched_fifo_priority: int = 80
     mlockall: bool = True
     cpus: tuple[int, ...] = ()
@@ -50,6 +59,8 @@ class RealtimeConfig:
             raise ValueError(
                 f"sched_fifo_priority: {self.sched_fifo_priority} is not in 0..99 "
                 f"(0 keeps the normal scheduler)")
+        if self.gil_switch_interval_s < 0:
+            raise ValueError(f"gil_switch_interval_s: {self.gil_switch_interval_s} must be >= 0 s")
         if any(c < 0 for c in self.cpus):
             raise ValueError(f"cpus: {list(self.cpus)} has a negative CPU number")
 
@@ -106,6 +117,7 @@ class RealtimeSetup:
         c = self.config
         for name, wanted, fn in (("gc", c.gc_freeze, self._gc),
                                  ("timer_slack", c.timer_slack, self._slack),
+                                 ("gil_switch", c.gil_switch_interval_s > 0, self._switch),
                                  ("affinity", bool(c.cpus), self._affinity),
                                  ("sched_fifo", c.sched_fifo_priority > 0, self._fifo),
                                  ("mlockall", c.mlockall, self._mlock)):
@@ -146,6 +158,11 @@ class RealtimeSetup:
         self._undo.append(("timer_slack", prev))
         return "timer_slack(1ns)"
 
+    def _switch(self) -> str:
+        self._undo.append(("gil_switch", sys.getswitchinterval()))
+        sys.setswitchinterval(self.config.gil_switch_interval_s)
+        return f"gil_switch({self.config.gil_switch_interval_s * 1e6:.0f}us)"
+
     def _affinity(self) -> str:
         prev = os.sched_getaffinity(0)
         os.sched_setaffinity(0, set(self.config.cpus))
@@ -165,11 +182,14 @@ class RealtimeSetup:
     def _mlock(self) -> str:
         if self._libc is None:
             raise OSError("libc not found")
-        if self._libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
-            raise OSError(f"{_errno_text()}: needs CAP_IPC_LOCK or a larger memlock limit "
-                          f"(ulimit -l)")
+        label = "mlockall(onfault)"
+        if self._libc.mlockall(_MCL_CURRENT | _MCL_FUTURE | _MCL_ONFAULT) != 0:
+            label = "mlockall"  # kernels before 4.4 reject MCL_ONFAULT with EINVAL
+            if self._libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) != 0:
+                raise OSError(f"{_errno_text()}: needs CAP_IPC_LOCK or a larger memlock limit "
+                              f"(ulimit -l)")
         self._undo.append(("mlockall", None))
-        return "mlockall"
+        return label
 
     def _restore(self, name: str, prev: object) -> None:
         if name == "gc":
@@ -178,6 +198,8 @@ class RealtimeSetup:
                 gc.enable()
         elif name == "timer_slack" and self._libc is not None:
             self._libc.prctl(_PR_SET_TIMERSLACK, int(prev), 0, 0, 0)  # type: ignore[call-overload]
+        elif name == "gil_switch":
+            sys.setswitchinterval(float(prev))  # type: ignore[arg-type]
         elif name == "affinity":
             os.sched_setaffinity(0, prev)  # type: ignore[arg-type]
         elif name == "sched_fifo":

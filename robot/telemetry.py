@@ -124,6 +124,28 @@ class McapTelemetry:
         stamp = int((self._clock() if t is None else t) * 1e9)
         self._buf.append((ch, stamp, msg))
 
+    def record_tick(self, t: float, state: Any, policy: np.ndarray | None, target: np.ndarray,
+                    mode: int, command: np.ndarray | None, episode: int, phase: str) -> None:
+        """Queue one tick's ``/state`` (when there is a state) and ``/command`` messages.
+
+        Args:
+            t: Tick start, monotonic s.
+            state: A :class:`~karakuri.firmware_bridge.link.JointState`, or None.
+            policy: The policy's target, rad, shape (n,); None when it did not run.
+            target: The target sent after the safety filter, rad. Shape: (n,).
+            mode: Command mode sent (0 hold, 1 position).
+            command: The task command, e.g. target xyz in m; None outside episodes.
+            episode: Episode index (-1 outside episodes).
+            phase: ``run`` or ``reset``.
+        """
+        if state is not None:
+            self.record("/state", {"q": state.position, "dq": state.velocity,
+                                   "effort": state.effort, "age_ms": (t - state.stamp) * 1e3,
+                                   "status": int(state.status), "seq": state.seq}, t)
+        self.record("/command", {"policy": [] if policy is None else policy, "target": target,
+                                 "mode": mode, "command": [] if command is None else command,
+                                 "episode": episode, "phase": phase}, t)
+
     def drain(self, until: float | None = None) -> int:
         """Encode and write queued messages until ``clock() >= until`` (or all when None).
 

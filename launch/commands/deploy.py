@@ -25,15 +25,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code: 0 after a normal end or Ctrl-C, 1 after a fault, 2 for a bad launch file."""
+    """Exit code: 0 after a normal end or Ctrl-C, 1 after a fault, 2 when it cannot start."""
+    from karakuri.firmware_bridge.link import LinkError
     from karakuri.launch.deploy import deploy
     from karakuri.launch.schema import LaunchError, load_launch
+    from karakuri.policies.policy import PolicyError
     from karakuri.robot.control_loop import LoopError
+    from karakuri.robot.spec import RobotSpecError
 
     try:
         cfg = load_launch(args.launch)
         result = deploy(cfg)
-    except (LaunchError, LoopError) as e:
+    except (LaunchError, LoopError, PolicyError, RobotSpecError, LinkError) as e:
         print(f"karakuri deploy: {e}", file=sys.stderr)
         return 2
     s = result.summary

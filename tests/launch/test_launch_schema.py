@@ -89,8 +89,12 @@ def test_link_kind_checked(tmp_path):
 def test_values_checked_with_the_key(tmp_path):
     with pytest.raises(LaunchError, match=r"command: give exactly one of"):
         load_launch(write(tmp_path, with_(command={"hold_s": 1.0})))
-    with pytest.raises(LaunchError, match=r"link: drop_rate: 2.0"):
-        load_launch(write(tmp_path, with_(link={"kind": "sil", "drop_rate": 2.0})))
+    with pytest.raises(LaunchError, match=r"link\.faults: .*drop_frame_rate"):
+        load_launch(write(tmp_path, with_(link={"kind": "sil",
+                                                "faults": {"drop_frame_rate": 2.0}})))
+    cfg = load_launch(write(tmp_path, with_(link={"kind": "sil", "faults": {
+        "corrupt_byte_rate": 0.01, "drop_frame_rate": 0.01}})))
+    assert cfg.link.faults.corrupt_byte_rate == 0.01
     with pytest.raises(LaunchError, match=r"safety: velocity_scale: 1.5"):
         load_launch(write(tmp_path, with_(safety={"velocity_scale": 1.5})))
 
