@@ -170,6 +170,7 @@ class McuCore:
         self.state_period_s = self.default_state_period_s
         self._tx_seq, self._fault_id, self._fault_msg, self._fault_t = 0, 0, None, 0.0
         self._stop: _Stop | None = None
+        self._last_arm_id: int | None = None
         self._holding = False
 
     @property
@@ -227,7 +228,7 @@ class McuCore:
         if isinstance(msg, Hello):
             return [self._on_hello(msg, t, q, dq)]
         if isinstance(msg, Arm):
-            return [Ack(msg.TYPE, frame.seq, self._on_arm(t, q))]
+            return [Ack(msg.TYPE, frame.seq, self._on_arm(msg.arm_id, t, q))]
         if isinstance(msg, Estop):
             self.counters.estops += 1
             self.latched |= StatusBits.ESTOP
@@ -249,8 +250,8 @@ class McuCore:
         self.state_period_s = steps * self.servo_period_s
         self.command_period_us = cmd_us
         self.watchdog_s = min(WATCHDOG_PERIODS * cmd_us, WATCHDOG_MAX_US) * 1e-6
-        self.configured = True
-        self._log(t, f"HELLO: command period {cmd_us} µs, watchdog {self.watchdog_s * 1e3:.1f} ms, "
+        self.configured, self._last_arm_id = True, None
+        self.log(t, f"HELLO: command period {cmd_us} µs, watchdog {self.watchdog_s * 1e3:.1f} ms, "
                      f"STATE every {self.state_period_s * 1e3:.1f} ms")
         if self.mode is McuMode.ARMED:
             self._begin_stop(t, q, dq, McuMode.DISARMED, None, 0)
@@ -259,16 +260,19 @@ class McuCore:
                     round(self.watchdog_s * 1e6), lim.lower, lim.upper, lim.velocity_limit,
                     lim.effort_limit)
 
-    def _on_arm(self, t: float, q: np.ndarray) -> AckResult:
+    def _on_arm(self, arm_id: int, t: float, q: np.ndarray) -> AckResult:
         if not self.configured:
             return AckResult.NOT_CONFIGURED
+        if arm_id == self._last_arm_id:
+            return AckResult.OK  # a repeat of the ARM already acted on: never re-arm with it
         if self.mode is McuMode.STOPPING:
             return AckResult.BUSY
         if self.mode is not McuMode.ARMED:
             self.mode, self.latched, self._fault_msg = McuMode.ARMED, StatusBits.NONE, None
             self._hold(q)
             self.last_cmd_t = t
-            self._log(t, "ARM: armed, holding at the measured position")
+            self.log(t, f"ARM #{arm_id}: armed, holding at the measured position")
+        self._last_arm_id = arm_id
         return AckResult.OK
 
     def _on_command(self, seq: int, msg: Command, t: float, q: np.ndarray) -> list[Message]:
@@ -323,7 +327,7 @@ class McuCore:
             self._begin_stop(t, q, dq, McuMode.FAULTED, FaultCode.WATCHDOG, gap_us)
         if self._stop is not None:
             self.q_ref, self.v_ref = self._stop.reference(t)
-            if t - self._stop.t0 >= self._stop.duration:
+            if t - self._stop.t0 >= self._stop.duration - 1e-9:
                 out += self._finish_stop(t)
         if self._fault_msg is not None and t - self._fault_t >= FAULT_REPEAT_S - 1e-9:
             self._fault_t = t
@@ -340,7 +344,7 @@ class McuCore:
                            self.limits.stop_decel, then, cause, detail)
         self.tau_ff[:] = 0.0
         why = cause.name if cause is not None else "HELLO while armed"
-        self._log(t, f"category-1 stop ({why}); ramp {self._stop.duration * 1e3:.0f} ms")
+        self.log(t, f"category-1 stop ({why}); ramp {self._stop.duration * 1e3:.0f} ms")
 
     def _finish_stop(self, t: float) -> list[Message]:
         stop, self._stop = self._stop, None
@@ -348,7 +352,7 @@ class McuCore:
             return []
         self.mode = stop.then
         self._hold(stop.reference(t)[0])
-        self._log(t, f"stop complete; {self.mode.value}")
+        self.log(t, f"stop complete; {self.mode.value}")
         if stop.cause is None:
             return []
         return [self._new_fault(stop.cause, stop.detail, t, latch=True)]
@@ -363,7 +367,7 @@ class McuCore:
     def _new_fault(self, code: FaultCode, detail: int, t: float, *, latch: bool) -> Fault:
         self._fault_id = (self._fault_id + 1) & 0xFFFF
         msg = Fault(int(code), self._fault_id, min(max(int(detail), 0), 0xFFFFFFFF))
-        self._log(t, f"FAULT #{self._fault_id} {code.name} detail={msg.detail}")
+        self.log(t, f"FAULT #{self._fault_id} {code.name} detail={msg.detail}")
         if latch:
             self._fault_msg, self._fault_t = msg, t
         return msg
@@ -373,7 +377,8 @@ class McuCore:
         self.counters.frames_tx += 1
         return encode_frame(msg, self._tx_seq, round(t * 1e6))
 
-    def _log(self, t: float, text: str) -> None:
+    def log(self, t: float, text: str) -> None:
+        """Add an event at MCU time ``t``, s (kept: the last 500 to 1000)."""
         self.events.append((t, text))
         if len(self.events) > 1000:
             del self.events[:500]

@@ -290,19 +290,25 @@ class VirtualMCU:
 
     def cut_link(self) -> None:
         """Silence both directions (bytes from the host are read and discarded)."""
-        self._call(lambda: setattr(self, "_cut", True))
+        self._call(lambda: self._set_cut(True))
 
     def restore_link(self) -> None:
         """Undo :meth:`cut_link`."""
-        self._call(lambda: setattr(self, "_cut", False))
+        self._call(lambda: self._set_cut(False))
 
     def unplug(self) -> None:
         """Remove the pty, as a USB cable pulled out; the MCU keeps running (and stops)."""
-        self._call(self._close_port)
+        def unplug() -> None:
+            self._close_port()
+            self.core.log(self.sim_time, "port unplugged")
+        self._call(unplug)
 
     def replug(self) -> str:
         """A new pty behind the same ``link_path``; returns :attr:`port`."""
-        self._call(self.open)
+        def replug() -> None:
+            self.open()
+            self.core.log(self.sim_time, f"port replugged as {self._slave_path}")
+        self._call(replug)
         return self.port
 
     def send_raw(self, data: bytes) -> None:
@@ -310,6 +316,10 @@ class VirtualMCU:
         self._call(lambda: self._write(data))
 
     # ------------------------------------------------------------------ internals
+    def _set_cut(self, cut: bool) -> None:
+        self._cut = cut
+        self.core.log(self.sim_time, "link cut" if cut else "link restored")
+
     def _call(self, fn: Callable[[], None]) -> None:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:

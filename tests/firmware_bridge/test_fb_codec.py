@@ -56,7 +56,7 @@ VECTORS = {
     "command_hold": (Command(CommandMode.HOLD, [0.5, 0.03125]), 9, 127456),
     "heartbeat": (Heartbeat(), 10, 129456),
     "estop": (Estop(), 11, 131456),
-    "arm": (Arm(), 12, 133456),
+    "arm": (Arm(1), 12, 133456),
     "fault": (Fault(1, 1, 50000), 3, 2076000),
     "ack": (Ack(MsgType.ARM, 12, 0), 4, 2078000),
 }

@@ -57,7 +57,7 @@ def messages(draw: st.DrawFn) -> Message:
         return Fault(draw(u16), draw(u16), draw(u32))
     if kind == "ack":
         return Ack(draw(st.integers(0, 255)), draw(u16), draw(st.integers(0, 255)))
-    return draw(st.sampled_from([Heartbeat(), Estop(), Arm()]))
+    return draw(st.sampled_from([Heartbeat(), Estop(), Arm(draw(u16))]))
 
 
 @FAST
