@@ -239,24 +239,23 @@ class PolicyModule(nn.Module):
         self.obs_dim = sum(t.size for t in self.obs_terms)
         self.actor = copy.deepcopy(actor)
         device = next(iter(self.actor.parameters()), torch.zeros(())).device
-        self._terms: list[tuple[int, int | None, int | None]] = []
-        for i, t in enumerate(self.obs_terms):
-            off = scl = None
-            if np.any(t.offset != 0):
-                off = i
-                self.register_buffer(f"term{i}_offset", _f32(t.offset, device))
-            if np.any(t.scale != 1):
-                scl = i
-                self.register_buffer(f"term{i}_scale", _f32(t.scale, device))
-            self._terms.append((self.input_names.index(t.signal), off, scl))
+        self._sources = [self.input_names.index(t.signal) for t in self.obs_terms]
+        offset = np.concatenate([t.offset for t in self.obs_terms])
+        scale = np.concatenate([t.scale for t in self.obs_terms])
+        self.register_buffer("obs_offset", _f32(offset, device))
+        self.register_buffer("obs_scale", _f32(scale, device))
+        # Term scaling and the normalizer fold into one affine map of the raw signals,
+        # computed in float64: a short graph (each elementwise node costs ~0.6 µs per tick).
+        gain, bias = scale, -offset * scale
         self.norm_clip = None if normalizer is None else normalizer.clip
-        self.has_normalizer = normalizer is not None
         if normalizer is not None:
             if normalizer.mean.size != self.obs_dim:
                 raise ValueError(f"normalizer has {normalizer.mean.size} entries, the "
                                  f"observation has {self.obs_dim} ({self.term_layout()})")
-            self.register_buffer("norm_mean", _f32(normalizer.mean, device))
-            self.register_buffer("norm_std", _f32(normalizer.std, device))
+            gain, bias = gain / normalizer.std, (bias - normalizer.mean) / normalizer.std
+        self.has_gain, self.has_bias = bool(np.any(gain != 1)), bool(np.any(bias != 0))
+        self.register_buffer("obs_gain", _f32(gain, device))
+        self.register_buffer("obs_bias", _f32(bias, device))
         self._init_action(action_map, device)
         self.eval()
         self._check_actor()
@@ -266,8 +265,8 @@ class PolicyModule(nn.Module):
         driven = np.zeros(n)
         driven[idx] = 1.0
         self.all_driven = idx == list(range(n))
-        select = np.zeros((len(idx), n))
-        select[np.arange(len(idx)), idx] = 1.0
+        select = np.zeros((len(idx), n))  # (a, n): action entry i -> joint idx[i], scaled
+        select[np.arange(len(idx)), idx] = am.scale
         base = (1 - driven) * am.hold
         if am.kind == "joint_position":
             base = base + driven * am.default_pose
@@ -310,31 +309,38 @@ class PolicyModule(nn.Module):
             start += t.size
         return " ".join(out)
 
-    def observation(self, *signals: torch.Tensor) -> torch.Tensor:
-        """The observation the actor sees before normalization. Shape: (B, obs_dim)."""
-        parts = []
-        for i, (src, off, scl) in enumerate(self._terms):
-            x = signals[src]
-            if off is not None:
-                x = x - getattr(self, f"term{i}_offset")
-            if scl is not None:
-                x = x * getattr(self, f"term{i}_scale")
-            parts.append(x)
+    def _concat(self, signals: Sequence[torch.Tensor]) -> torch.Tensor:
+        parts = [signals[i] for i in self._sources]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def observation(self, *signals: torch.Tensor) -> torch.Tensor:
+        """The observation before normalization, ``(signal - offset) * scale`` per term.
+
+        Shape: (B, obs_dim).  (``forward`` computes the same through one folded affine map.)
+        """
+        return (self._concat(signals) - self.obs_offset) * self.obs_scale
+
+    def normalized_observation(self, *signals: torch.Tensor) -> torch.Tensor:
+        """What the actor reads: the observation, normalized and clipped. Shape: (B, obs_dim)."""
+        obs = self._concat(signals)
+        if self.has_gain:
+            obs = obs * self.obs_gain
+        if self.has_bias:
+            obs = obs + self.obs_bias
+        if self.norm_clip is not None:
+            obs = obs.clamp(-self.norm_clip, self.norm_clip)
+        return obs
 
     def forward(self, *signals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Signals in ``input_names`` order → ``(joint_target (B, n) rad, action (B, a))``."""
-        obs = self.observation(*signals)
-        if self.has_normalizer:
-            obs = (obs - self.norm_mean) / self.norm_std
-            if self.norm_clip is not None:
-                obs = obs.clamp(-self.norm_clip, self.norm_clip)
+        obs = self.normalized_observation(*signals)
         action = self.actor(obs)
         if self.clip_action is not None:
             action = action.clamp(self.clip_action[0], self.clip_action[1])
-        delta = action * self.act_scale
-        if not self.all_driven:
-            delta = delta @ self.act_select
+        if self.all_driven:
+            delta = action * self.act_scale
+        else:  # one-hot rows times the scale: exact, and one node instead of two
+            delta = action @ self.act_select
         if not self.delta:
             target = self.act_base + delta
         elif self.all_driven:

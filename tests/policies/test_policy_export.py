@@ -150,3 +150,19 @@ def test_sb3_actor_is_the_deterministic_action() -> None:
     with torch.no_grad():
         want = policy.get_distribution(obs).mode()
         np.testing.assert_allclose(actor(obs).numpy(), want.numpy(), atol=1e-6)
+
+
+def test_observation_is_terms_then_normalizer() -> None:
+    module, spec = toy_module(normalize=True)
+    sig = {**robot_signals(16, seed=5),
+           "last_action": np.random.default_rng(5).uniform(-1, 1, (16, 6)).astype(np.float32)}
+    xs = [torch.from_numpy(sig[n]) for n in module.input_names]
+    raw = np.concatenate([sig["joint_pos"] - spec.default_pose, sig["joint_vel"] * 0.1,
+                          sig["command"], sig["last_action"]], axis=1)
+    np.testing.assert_allclose(module.observation(*xs).numpy(), raw, atol=1e-6)
+    rng = np.random.default_rng(0)  # toy_module's normalizer statistics
+    mean, var = rng.normal(size=23), rng.uniform(0.1, 2.0, 23)
+    want = np.clip((raw - mean) / np.sqrt(var + 1e-8), -5, 5)
+    np.testing.assert_allclose(module.normalized_observation(*xs).numpy(), want, atol=2e-6)
+    model = onnx.load(exported()[0])
+    assert {i.name for i in model.graph.initializer}.isdisjoint({"obs_offset", "obs_scale"})
