@@ -337,10 +337,8 @@ class PolicyModule(nn.Module):
         action = self.actor(obs)
         if self.clip_action is not None:
             action = action.clamp(self.clip_action[0], self.clip_action[1])
-        if self.all_driven:
-            delta = action * self.act_scale
-        else:  # one-hot rows times the scale: exact, and one node instead of two
-            delta = action @ self.act_select
+        # Not all driven: one-hot rows times the scale (exact; one node instead of two).
+        delta = action * self.act_scale if self.all_driven else action @ self.act_select
         if not self.delta:
             target = self.act_base + delta
         elif self.all_driven:

@@ -287,6 +287,11 @@ class OnnxPolicy:
             self._allocate(x.shape[0])
         return x
 
+    @property
+    def session(self) -> ort.InferenceSession:
+        """The onnxruntime session (for benchmarks and diagnostics; ``act`` is the API)."""
+        return self._session
+
     def last_outputs(self) -> dict[str, np.ndarray]:
         """Copies of the outputs of the last :meth:`act` (``joint_target``, ``action``)."""
         return {n: v.copy() for n, v in self._out.items()}

@@ -229,7 +229,7 @@ def _bench(cfg: BenchInferenceConfig, path: Path, module: Any) -> int:
     sig = {n: rng.uniform(-0.5, 0.5, (1, meta.input_size(n))).astype(np.float32)
            for n in policy.input_names}
     loop_sig = {n: v for n, v in sig.items() if n not in meta.feedback}
-    session = policy._session  # the same session settings as the runtime
+    session = policy.session  # the same session settings as the runtime
     names = [meta.output, *dict.fromkeys(meta.feedback.values())]
     methods: dict[str, Callable[[], object]] = {
         "OnnxPolicy.act": lambda: policy.act(loop_sig),

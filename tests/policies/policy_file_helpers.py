@@ -58,9 +58,13 @@ def toy_module(kind: str = "joint_position_delta", seed: int = 0,
     return build_policy_module(terms, norm, actor, am), spec
 
 
-@functools.cache
 def exported(kind: str = "joint_position_delta") -> tuple[Path, PolicyModule, PolicyMetadata]:
     """One exported toy policy per kind, shared by the tests of a session (do not modify)."""
+    return _exported(kind)  # one cache key per kind, however it is passed
+
+
+@functools.cache
+def _exported(kind: str) -> tuple[Path, PolicyModule, PolicyMetadata]:
     module, spec = toy_module(kind)
     meta = make_metadata(module, spec, task="reach", run_id="test-run")
     path = Path(_TMP.name) / f"{kind}.onnx"
