@@ -41,7 +41,9 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+def add_dataclass_args(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+) -> None:
     """Add one flag per field of ``cls`` (a dataclass) to ``parser``."""
     hints = typing.get_type_hints(cls)
     docs = _field_docs(cls)
@@ -55,25 +57,36 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, skip: tuple[s
             default = f.default_factory()  # type: ignore[misc]
         help_ = docs.get(f.name, "")
         if tp is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_,
+            )
         elif get_origin(tp) is Literal:
-            parser.add_argument(flag, dest=f.name, choices=list(get_args(tp)), default=default,
-                                help=help_)
+            parser.add_argument(
+                flag, dest=f.name, choices=list(get_args(tp)), default=default, help=help_
+            )
         elif get_origin(tp) in (tuple, list):
             (inner, *_) = get_args(tp) or (str,)
-            parser.add_argument(flag, dest=f.name, nargs="+", type=inner, default=default,
-                                help=help_)
+            parser.add_argument(
+                flag, dest=f.name, nargs="+", type=inner, default=default, help=help_
+            )
         else:
             conv = tp if tp in (int, float, str, Path) else str
-            parser.add_argument(flag, dest=f.name, type=conv, default=default,
-                                help=f"{help_} (default: {default})")
+            parser.add_argument(
+                flag, dest=f.name, type=conv, default=default, help=f"{help_} (default: {default})"
+            )
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
     """Build ``cls`` from the parsed flags (plus ``overrides``); its checks run as usual."""
-    kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-              if f.init and hasattr(args, f.name)}
+    kwargs = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if f.init and hasattr(args, f.name)
+    }
     for k, v in list(kwargs.items()):
         if isinstance(v, list):
             kwargs[k] = tuple(v)

@@ -28,12 +28,18 @@ from typing import Any
 
 import numpy as np
 import yaml
-
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 _REQUIRED = ("name", "model", "arm_joints", "default_pose", "velocity_limit", "accel_limit")
-_OPTIONAL = ("gripper_joints", "tool_site", "position_limits", "effort_limit", "kp", "kd",
-             "control_rate_hz")
+_OPTIONAL = (
+    "gripper_joints",
+    "tool_site",
+    "position_limits",
+    "effort_limit",
+    "kp",
+    "kd",
+    "control_rate_hz",
+)
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
@@ -77,7 +83,9 @@ def _add_position_actuators(spec: Any, sidecar: dict[str, Any], path: Path) -> N
     have = {a.target for a in spec.actuators}
     for key in ("kp", "kd", "effort_limit"):
         if key not in sidecar:
-            raise RobotSpecError(f"sidecar for {path}: a URDF has no actuators, so {key!r} is required")
+            raise RobotSpecError(
+                f"sidecar for {path}: a URDF has no actuators, so {key!r} is required"
+            )
     for i, j in enumerate(joints):
         if j in have:
             continue
@@ -138,8 +146,11 @@ def spec_from_files(sidecar_path: str | Path) -> RobotSpec:
             raise RobotSpecError(f"{model_path.name}: joint {j!r} has no actuator")
         kp[i] = model.actuator_gainprm[act, 0]
         kd[i] = -model.actuator_biasprm[act, 2]
-        effort[i] = (model.actuator_forcerange[act, 1] if model.actuator_forcelimited[act]
-                     else model.jnt_actfrcrange[jid, 1])
+        effort[i] = (
+            model.actuator_forcerange[act, 1]
+            if model.actuator_forcelimited[act]
+            else model.jnt_actfrcrange[jid, 1]
+        )
     for key, arr in (("kp", kp), ("kd", kd), ("effort_limit", effort)):
         if key in sc:
             arr[:] = per_joint(key)

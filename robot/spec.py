@@ -19,7 +19,7 @@ class RobotSpecError(ValueError):
     """A robot description or sidecar is inconsistent; the message names the bad value."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RobotSpec:
     """Joint names and order, limits, default pose and gains of one robot.
 
@@ -68,8 +68,16 @@ class RobotSpec:
             raise RobotSpecError(f"robot {self.name!r}: no joints")
         if len(set(self.joint_names)) != n:
             raise RobotSpecError(f"robot {self.name!r}: duplicate joint names {self.joint_names}")
-        for attr in ("lower", "upper", "velocity_limit", "effort_limit", "accel_limit",
-                     "default_pose", "kp", "kd"):
+        for attr in (
+            "lower",
+            "upper",
+            "velocity_limit",
+            "effort_limit",
+            "accel_limit",
+            "default_pose",
+            "kp",
+            "kd",
+        ):
             arr = np.asarray(getattr(self, attr), dtype=np.float64)
             if arr.shape != (n,):
                 raise RobotSpecError(
@@ -90,7 +98,9 @@ class RobotSpec:
         for attr in ("velocity_limit", "effort_limit", "accel_limit"):
             if np.any(getattr(self, attr) <= 0):
                 raise RobotSpecError(f"robot {self.name!r}: {attr} must be > 0")
-        outside = np.flatnonzero((self.default_pose < self.lower) | (self.default_pose > self.upper))
+        outside = np.flatnonzero(
+            (self.default_pose < self.lower) | (self.default_pose > self.upper)
+        )
         if outside.size:
             j = self.joint_names[outside[0]]
             raise RobotSpecError(
@@ -103,6 +113,13 @@ class RobotSpec:
             )
         if self.control_rate_hz <= 0:
             raise RobotSpecError(f"robot {self.name!r}: control_rate_hz must be > 0")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RobotSpec):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def n_joints(self) -> int:

@@ -3,6 +3,10 @@
 Two backends implement it: ``cpu`` (C MuJoCo worlds stepped by ``mujoco.rollout`` on all
 cores) and ``warp`` (MuJoCo Warp on a CUDA device).  Tasks only ever talk to this protocol,
 so one task definition runs on both.
+
+Positions of sites and bodies are read through named sensors (``framepos``, ``framequat``)
+that the task adds to its scene: sensors are computed inside the step on both backends, so no
+backend needs a per-world kinematics pass in Python.  All tensors are float32.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ class PhysicsError(RuntimeError):
 class Physics(Protocol):
     """A batch of ``num_worlds`` copies of one MuJoCo model.
 
-    Tensors are torch views on ``device`` with a leading world dimension.  Writes to
-    ``ctrl`` take effect at the next :meth:`step`.
+    ``qpos``, ``qvel`` and ``sensordata`` are read-only float32 tensors refreshed by
+    :meth:`step` and :meth:`reset_worlds`; ``ctrl`` is a float32 tensor the task writes and the
+    next :meth:`step` applies.
     """
 
     num_worlds: int
@@ -45,16 +50,17 @@ class Physics(Protocol):
 
     @property
     def sensordata(self) -> torch.Tensor:
-        """Sensor readings after the last step. Shape: (num_worlds, nsensordata)."""
+        """Sensor readings after the last step or reset. Shape: (num_worlds, nsensordata)."""
 
-    def site_pos(self, site_ids: list[int]) -> torch.Tensor:
-        """World positions of the given sites, m. Shape: (num_worlds, len(site_ids), 3)."""
+    @property
+    def actuator_force(self) -> torch.Tensor:
+        """Actuator forces after the last step, N·m or N. Shape: (num_worlds, nu)."""
 
     def step(self, n_substeps: int) -> None:
         """Advance every world by ``n_substeps`` physics steps holding ``ctrl`` fixed."""
 
     def reset_worlds(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
-        """Set the state of the worlds where ``mask`` is true and recompute kinematics.
+        """Set the state of the worlds where ``mask`` is true and recompute their sensors.
 
         Args:
             mask: Worlds to reset. Shape: (num_worlds,), bool.
@@ -64,10 +70,28 @@ class Physics(Protocol):
         """
 
     def set_model_params(self, mask: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
-        """Per-world model parameters for domain randomization.
+        """Per-world model parameters for domain randomization, applied from the next step.
 
         Args:
             mask: Worlds to change. Shape: (num_worlds,), bool.
-            params: Name to per-world values; names and shapes are listed in
-                :data:`karakuri.sim.randomization.PARAMS`.
+            params: Field name of ``mujoco.MjModel`` (e.g. ``"geom_friction"``,
+                ``"body_mass"``, ``"actuator_gainprm"``, ``"dof_damping"``) to its new
+                per-world value, shape ``(num_worlds, *field.shape)``.
         """
+
+
+def substeps(ctrl_dt: float, physics_dt: float) -> int:
+    """Physics steps per control step; raises unless ``ctrl_dt`` is a whole multiple of ``dt``.
+
+    Never rounds: a 0.025 s control step over a 0.002 s physics step is an error, not 12 or 13.
+    """
+    if ctrl_dt <= 0 or physics_dt <= 0:
+        raise ValueError(f"ctrl_dt ({ctrl_dt}) and physics dt ({physics_dt}) must be > 0")
+    ratio = ctrl_dt / physics_dt
+    n = round(ratio)
+    if n < 1 or abs(ratio - n) > 1e-9 * max(1.0, ratio):
+        raise ValueError(
+            f"ctrl_dt {ctrl_dt} s is not a whole multiple of the physics dt {physics_dt} s "
+            f"(ratio {ratio:.6f}); choose ctrl_dt = k * {physics_dt} for a whole k"
+        )
+    return n

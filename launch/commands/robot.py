@@ -1,0 +1,66 @@
+"""``karakuri robot show NAME|PATH``: print a robot's spec as a table (or JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from karakuri.robot.spec import RobotSpec, RobotSpecError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``robot``."""
+    p = sub.add_parser("robot", help="inspect robot descriptions")
+    verbs = p.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+    show = verbs.add_parser("show", help="print a robot's spec (joints, limits, gains)")
+    show.add_argument("robot", help="registered robot name or path of a sidecar .yaml")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.set_defaults(func=_show)
+    ls = verbs.add_parser("list", help="list the registered robots")
+    ls.set_defaults(func=_list)
+
+
+def format_spec(spec: RobotSpec) -> str:
+    """A fixed-width table of the spec, one row per joint."""
+    lines = [
+        f"robot {spec.name}  ({spec.n_joints} joints, tool site {spec.tool_site or '-'}, "
+        f"{spec.control_rate_hz:g} Hz)",
+        f"model {spec.model_path}",
+        "",
+    ]
+    head = (
+        f"{'#':>2}  {'joint':<15}{'role':<8}{'lower':>9}{'upper':>9}{'home':>9}"
+        f"{'vel':>8}{'accel':>8}{'effort':>8}{'kp':>8}{'kd':>7}"
+    )
+    lines += [head, "-" * len(head)]
+    for i, j in enumerate(spec.joint_names):
+        role = "gripper" if j in spec.gripper_joints else "arm"
+        lines.append(
+            f"{i:>2}  {j:<15}{role:<8}{spec.lower[i]:>9.4f}{spec.upper[i]:>9.4f}"
+            f"{spec.default_pose[i]:>9.4f}{spec.velocity_limit[i]:>8.3f}{spec.accel_limit[i]:>8.1f}"
+            f"{spec.effort_limit[i]:>8.1f}{spec.kp[i]:>8.0f}{spec.kd[i]:>7.0f}"
+        )
+    lines.append("")
+    lines.append("units: rad, rad/s, rad/s^2, N*m (m, m/s, N for prismatic joints)")
+    return "\n".join(lines)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from karakuri.robot.registry import load_robot
+
+    try:
+        spec = load_robot(args.robot)
+    except RobotSpecError as e:
+        print(f"karakuri robot show: {e}")
+        return 2
+    print(json.dumps(spec.to_dict(), indent=2) if args.json else format_spec(spec))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from karakuri.robot.registry import ROBOTS
+
+    for name, path in sorted(ROBOTS.items()):
+        print(f"{name:<20} {path}")
+    return 0

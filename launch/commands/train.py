@@ -1,0 +1,55 @@
+"""``karakuri train TASK``: train a policy on CPU (SB3) or GPU (rsl_rl, ``--backend warp``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``train``."""
+    from karakuri.policies.sb3_trainer import TrainConfig
+
+    p = sub.add_parser(
+        "train",
+        help="train a policy for a task",
+        description="Train a policy. Flags are the fields of TrainConfig.",
+    )
+    p.add_argument("task", help="task name (e.g. reach)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue a run: restores policy, optimizer, normalizer and step count",
+    )
+    add_dataclass_args(p, TrainConfig, skip=("task",))
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from karakuri.policies.sb3_trainer import TrainConfig, train
+    from karakuri.sim.registry import TASKS
+
+    if args.task not in TASKS:
+        print(f"karakuri train: unknown task {args.task!r}; valid tasks: {sorted(TASKS)}")
+        return 2
+    try:
+        cfg = dataclass_from_args(TrainConfig, args, task=args.task)
+    except ValueError as e:
+        print(f"karakuri train: {e}")
+        return 2
+    if args.resume and not Path(args.resume, "config.json").exists():
+        print(f"karakuri train: --resume {args.resume} is not a run directory (no config.json)")
+        return 2
+    run_dir = train(cfg, resume=args.resume)
+    result = json.loads((run_dir / "eval.json").read_text())
+    print(f"trained {result['env_steps']:,} env steps in {result['train_wall_s']:.1f} s")
+    print(
+        f"evaluated success: {100 * result['success_rate']:.1f} % over {result['episodes']} "
+        f"fixed-seed episodes (seed {result['seed']})"
+    )
+    print(f"run saved in {run_dir}")
+    return 0

@@ -1,0 +1,178 @@
+"""Evaluation on fixed seeds: every world runs one full episode with deterministic actions.
+
+``act`` maps the robot signals (exactly what a real robot provides) to raw actions, so the
+same evaluation serves an SB3 checkpoint, an rsl_rl run and an exported ``policy.onnx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from karakuri.sim.env import BatchedEnv
+from karakuri.sim.observations import ObsAssembler
+from karakuri.sim.registry import make_env
+from torch import nn
+
+ActFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+
+
+class PolicyPipeline(nn.Module):
+    """Robot signals -> observation -> normalizer -> deterministic actor -> raw action.
+
+    Args:
+        assembler: The task's policy-observation assembler.
+        normalize: Observation normalizer module (identity when None).
+        actor: Normalized observation (B, obs) -> action (B, a) in [-1, 1].
+    """
+
+    def __init__(
+        self, assembler: ObsAssembler, normalize: nn.Module | None, actor: nn.Module
+    ) -> None:
+        super().__init__()
+        self.assembler = assembler
+        self.normalize = normalize or nn.Identity()
+        self.actor = actor
+
+    def forward(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Shape: signals (B, k) each -> (B, a)."""
+        return self.actor(self.normalize(self.assembler(signals)))
+
+
+def evaluate(env: BatchedEnv, act: ActFn) -> dict[str, Any]:
+    """Run one episode in every world of ``env``; return success rate and metrics.
+
+    Returns:
+        ``{"episodes", "success_rate", "mean_return", "<metric>_mean", ...}``.
+    """
+    env.reset()
+    done_once = torch.zeros(env.num_worlds, dtype=torch.bool)
+    results: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for _ in range(env.task.episode_steps):
+            sig = {k: v for k, v in env.raw_signals().items() if k in env.robot_signals}
+            _, _, _, _, info = env.step(act(sig))
+            if "episode" not in info:
+                continue
+            mask = info["done_mask"].cpu()
+            first = mask & ~done_once
+            ep = info["episode"]
+            for k, v in ep.items():
+                buf = results.setdefault(k, torch.full((env.num_worlds,), float("nan")))
+                buf[first] = v.cpu().float()[first[mask]]
+            done_once |= mask
+    out: dict[str, Any] = {
+        "episodes": int(done_once.sum()),
+        "success_rate": float(results["success"].nanmean()),
+        "mean_return": float(results["return"].nanmean()),
+    }
+    for k, v in results.items():
+        if k not in ("success", "return", "length") and not k.startswith("reward/"):
+            out[f"{k}_mean"] = float(v.nanmean())
+            out[f"{k}_max"] = float(v[~v.isnan()].max()) if (~v.isnan()).any() else float("nan")
+    return out
+
+
+def sb3_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
+    """The deterministic pipeline of an SB3 run, for ``env``'s task."""
+    from karakuri.policies.sb3_actor import NormalizeObs, Normalizer, actor_module, load_sb3
+
+    model, norm, _ = load_sb3(run_dir)
+    k = env.obs_size
+    policy_norm = Normalizer(norm.mean[:k], norm.var[:k], norm.eps, norm.clip)
+    return PolicyPipeline(env.obs_policy, NormalizeObs(policy_norm), actor_module(model, k)).eval()
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 200, seed: int = 12345) -> dict[str, Any]:
+    """Evaluate a training run's latest policy on ``episodes`` fixed-seed episodes."""
+    return evaluate_source(run_dir, episodes=episodes, seed=seed)
+
+
+def onnx_act(path: str | Path) -> ActFn:
+    """An act function that runs a policy file with onnxruntime and returns its ``action``.
+
+    The env applies the action map itself; the file's ``joint_target`` output is checked
+    against it by the export's parity test.
+    """
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+
+    def act(signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        missing = [n for n in names if n not in signals]
+        if missing:
+            raise ValueError(
+                f"policy file {path} needs inputs {missing}, which the task does not "
+                f"provide (it provides {sorted(signals)})"
+            )
+        feed = {n: signals[n].detach().cpu().float().numpy() for n in names}
+        out = sess.run(["action"], feed)[0]
+        return torch.from_numpy(out)
+
+    return act
+
+
+def pipeline_for(source: str | Path, env: BatchedEnv) -> ActFn:
+    """The act function of a run directory or of a ``policy.onnx``."""
+    source = Path(source)
+    if source.suffix == ".onnx":
+        return onnx_act(source)
+    return sb3_pipeline(source, env)
+
+
+def task_of(source: str | Path) -> tuple[str, str]:
+    """(task, robot) of a run directory or a policy file (from its metadata)."""
+    source = Path(source)
+    if source.suffix == ".onnx":
+        import onnx
+
+        props = {
+            p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props
+        }
+        if "task" not in props or "robot" not in props:
+            raise ValueError(
+                f"{source} has no task/robot metadata; was it written by karakuri export?"
+            )
+        return props["task"], props["robot"]
+    from karakuri.policies.sb3_trainer import load_config
+
+    cfg = load_config(source)
+    return cfg.task, cfg.robot
+
+
+def evaluate_source(source: str | Path, episodes: int = 200, seed: int = 12345) -> dict[str, Any]:
+    """Evaluate a run directory or a policy file on fixed seeds."""
+    task, robot = task_of(source)
+    env = make_env(task, robot or None, num_worlds=episodes, seed=seed, randomize=False)
+    try:
+        result = evaluate(env, pipeline_for(source, env))
+    finally:
+        env.close()
+    result.update(task=task, seed=seed, source=str(source))
+    return result
+
+
+def record_video(source: str | Path, out: str | Path, episodes: int = 3, seed: int = 12345) -> Path:
+    """Render ``episodes`` episodes of world 0 to an mp4."""
+    from karakuri.sim.render import render_world, write_video
+
+    task, robot = task_of(source)
+    env = make_env(task, robot or None, num_worlds=1, seed=seed, randomize=False)
+    act = pipeline_for(source, env)
+    frames, renderer = [], None
+    try:
+        env.reset()
+        with torch.no_grad():
+            for _ in range(episodes * env.task.episode_steps):
+                frame, renderer = render_world(env, 0, renderer, camera="overview")
+                frames.append(frame)
+                sig = {k: v for k, v in env.raw_signals().items() if k in env.robot_signals}
+                env.step(act(sig))
+    finally:
+        if renderer is not None:
+            renderer.close()
+        env.close()
+    return write_video(frames, out, fps=round(1 / env.task.ctrl_dt))

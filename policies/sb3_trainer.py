@@ -1,0 +1,274 @@
+"""Training on CPU cores with Stable-Baselines3 (PPO or SAC) over the batched env.
+
+A run directory holds everything needed to resume, evaluate and export::
+
+    RUN_DIR/config.json          the TrainConfig and the code version
+    RUN_DIR/model.zip            final policy + optimizer + step count (SB3 format)
+    RUN_DIR/vecnormalize.pkl     observation normalizer statistics
+    RUN_DIR/checkpoints/         periodic model_<steps>_steps.zip + vecnormalize_<steps>_steps.pkl
+    RUN_DIR/tb/                  TensorBoard logs (reward/<term>, eval/success_rate, ...)
+    RUN_DIR/eval.json            final evaluation on fixed seeds
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from karakuri.sim.adapters import SB3VecEnv
+from karakuri.sim.registry import make_env
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import VecNormalize
+from torch import nn
+
+ALGOS = {"ppo": PPO, "sac": SAC}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    Attributes:
+        task: Registered task name.
+        robot: Robot name or sidecar path (the task's default when empty).
+        algo: ``ppo`` or ``sac``.
+        num_envs: Worlds stepped together.
+        total_steps: Environment steps (summed over worlds) to train for.
+        seed: Seeds the env, the network init and the sampling.
+        run_dir: Where the run is written (default: runs/<task>-<algo>-<time>).
+        checkpoint_every: Save a checkpoint every this many env steps.
+        eval_episodes: Episodes of the final evaluation (fixed seeds).
+        eval_seed: Seed of the final evaluation's episodes.
+        randomize: Domain randomization during training.
+        net: Hidden layer widths of the actor and critic.
+        progress: Show a progress bar.
+        backend: Physics backend (``cpu``; ``warp`` trains through rsl_rl).
+    """
+
+    task: str = "reach"
+    robot: str = ""
+    algo: Literal["ppo", "sac"] = "ppo"
+    num_envs: int = 256
+    total_steps: int = 1_000_000
+    seed: int = 0
+    run_dir: str = ""
+    checkpoint_every: int = 200_000
+    eval_episodes: int = 200
+    eval_seed: int = 12345
+    randomize: bool = False
+    net: tuple[int, ...] = (256, 128, 64)
+    progress: bool = True
+    backend: Literal["cpu"] = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"unknown algo {self.algo!r}; valid: {sorted(ALGOS)}")
+        for k in ("num_envs", "total_steps", "checkpoint_every", "eval_episodes"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+
+
+class _MaskExtractor(FlattenExtractor):
+    """Zero the privileged tail of the observation, so the actor sees robot signals only."""
+
+    def __init__(self, observation_space: Any, keep: int) -> None:
+        super().__init__(observation_space)
+        mask = torch.zeros(observation_space.shape[0])
+        mask[:keep] = 1.0
+        self.register_buffer("mask", mask)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return super().forward(obs) * self.mask
+
+
+class AsymmetricPolicy(ActorCriticPolicy):
+    """PPO actor-critic whose actor reads only the first ``actor_obs_size`` observations.
+
+    The critic also sees the privileged terms (sim-only state), which speeds up learning; the
+    actor's first layer never gets them, so the exported policy needs robot signals only.
+    """
+
+    def __init__(self, *args: Any, actor_obs_size: int, **kwargs: Any) -> None:
+        self.actor_obs_size = actor_obs_size
+        kwargs["share_features_extractor"] = False
+        super().__init__(*args, **kwargs)
+
+    def _build(self, lr_schedule: Any) -> None:
+        self.pi_features_extractor = _MaskExtractor(self.observation_space, self.actor_obs_size)
+        super()._build(lr_schedule)
+
+
+class _RewardTermLogger(BaseCallback):
+    """Log each reward term (``reward/<name>``) and the success rate of finished episodes."""
+
+    def _on_step(self) -> bool:
+        env: SB3VecEnv = self.training_env.venv  # type: ignore[attr-defined]
+        for k, v in env.env_last_terms.items():
+            self.logger.record_mean(k, v)
+        return True
+
+
+def _ppo_kwargs(cfg: TrainConfig, actor_obs: int) -> dict[str, Any]:
+    return dict(
+        policy=AsymmetricPolicy,
+        n_steps=max(8, 8192 // cfg.num_envs),
+        batch_size=1024,
+        n_epochs=8,
+        learning_rate=1e-3,
+        gamma=0.97,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        ent_coef=0.0,
+        max_grad_norm=1.0,
+        policy_kwargs=dict(
+            actor_obs_size=actor_obs,
+            net_arch=dict(pi=list(cfg.net), vf=list(cfg.net)),
+            activation_fn=nn.ELU,
+            log_std_init=-1.0,
+        ),
+    )
+
+
+def _sac_kwargs(cfg: TrainConfig, actor_obs: int) -> dict[str, Any]:
+    return dict(
+        policy="MlpPolicy",
+        learning_rate=1e-3,
+        buffer_size=1_000_000,
+        batch_size=1024,
+        gamma=0.97,
+        train_freq=1,
+        gradient_steps=max(1, cfg.num_envs // 64),
+        learning_starts=5000,
+        policy_kwargs=dict(net_arch=list(cfg.net)),
+    )
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    """runs/<task>-<algo>-<YYYYmmdd-HHMMSS>."""
+    return Path("runs") / f"{cfg.task}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def build_vec_env(
+    cfg: TrainConfig,
+    num_envs: int | None = None,
+    seed: int | None = None,
+    randomize: bool | None = None,
+) -> SB3VecEnv:
+    """The SB3 VecEnv for a config (critic observations when the algo is PPO)."""
+    env = make_env(
+        cfg.task,
+        cfg.robot or None,
+        num_worlds=num_envs or cfg.num_envs,
+        backend=cfg.backend,
+        seed=cfg.seed if seed is None else seed,
+        randomize=cfg.randomize if randomize is None else randomize,
+    )
+    return SB3VecEnv(env, critic_obs=cfg.algo == "ppo")
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """The TrainConfig a run was started with."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a training run: {path.name} is missing")
+    data = json.loads(path.read_text())["config"]
+    data["net"] = tuple(data["net"])
+    return TrainConfig(**data)
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Train (or resume) a run; returns its directory.  Writes eval.json at the end."""
+    from karakuri.policies.evaluate import evaluate_run
+
+    if resume is not None:
+        prev = load_config(resume)
+        cfg = replace(
+            prev,
+            total_steps=max(cfg.total_steps, prev.total_steps),
+            run_dir=str(resume),
+            progress=cfg.progress,
+        )
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = replace(cfg, run_dir=str(run_dir))
+    _write_config(cfg, run_dir)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))  # physics is idle during updates
+    venv = build_vec_env(cfg)
+    model, vec = _load_or_create(cfg, venv, run_dir, resume)
+    ckpt = CheckpointCallback(
+        save_freq=max(1, cfg.checkpoint_every // cfg.num_envs),
+        save_path=str(run_dir / "checkpoints"),
+        name_prefix="model",
+        save_vecnormalize=True,
+    )
+    remaining = cfg.total_steps - model.num_timesteps
+    t0 = time.perf_counter()
+    if remaining > 0:
+        model.learn(
+            total_timesteps=remaining,
+            callback=CallbackList([ckpt, _RewardTermLogger()]),
+            reset_num_timesteps=resume is None,
+            progress_bar=cfg.progress,
+            tb_log_name="tb",
+            log_interval=1,
+        )
+    train_s = time.perf_counter() - t0
+    model.save(run_dir / "model.zip")
+    vec.save(str(run_dir / "vecnormalize.pkl"))
+    vec.close()
+    result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
+    result["train_wall_s"] = round(train_s, 2)
+    result["env_steps"] = int(model.num_timesteps)
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return run_dir
+
+
+def _load_or_create(
+    cfg: TrainConfig, venv: SB3VecEnv, run_dir: Path, resume: str | Path | None
+) -> tuple[Any, VecNormalize]:
+    algo = ALGOS[cfg.algo]
+    if resume is not None:
+        model_path, norm_path = latest_checkpoint(run_dir)
+        vec = VecNormalize.load(str(norm_path), venv)
+        vec.training = True
+        model = algo.load(model_path, env=vec, device="cpu", tensorboard_log=str(run_dir))
+        return model, vec
+    vec = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=0.97)
+    kwargs = _ppo_kwargs(cfg, venv.env.obs_size) if cfg.algo == "ppo" else _sac_kwargs(cfg, 0)
+    policy = kwargs.pop("policy")
+    model = algo(
+        policy, vec, seed=cfg.seed, device="cpu", tensorboard_log=str(run_dir), verbose=0, **kwargs
+    )
+    return model, vec
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[Path, Path]:
+    """The newest (model, normalizer) pair of a run: final files, else the last checkpoint."""
+    run_dir = Path(run_dir)
+    if (run_dir / "model.zip").exists() and (run_dir / "vecnormalize.pkl").exists():
+        return run_dir / "model.zip", run_dir / "vecnormalize.pkl"
+    ckpts = sorted(
+        (run_dir / "checkpoints").glob("model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1])
+    )
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir} has no model.zip and no checkpoints/")
+    steps = ckpts[-1].stem.split("_")[1]
+    return ckpts[-1], run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
+
+
+def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
+    from karakuri.policies.version import code_version
+
+    d = asdict(cfg)
+    (run_dir / "config.json").write_text(
+        json.dumps({"config": d, "code_version": code_version()}, indent=2)
+    )

@@ -1,0 +1,186 @@
+"""C MuJoCo worlds stepped on all cores by ``mujoco.rollout``; no Python loop per world per step.
+
+The batch state lives in one ``(num_worlds, nstate)`` float64 array in MuJoCo's
+``mjSTATE_FULLPHYSICS`` layout.  Each :meth:`CpuPhysics.step` hands it to a persistent
+rollout thread pool that steps every world ``n_substeps`` times in C, then float32 views of
+positions, velocities and sensors are refreshed.  Per-world model parameters (domain
+randomization) switch the pool to one ``MjModel`` per world.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mujoco
+import numpy as np
+import torch
+from karakuri.sim.physics import PhysicsError
+from mujoco import rollout
+
+_FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+
+
+class CpuPhysics:
+    """A batch of C MuJoCo worlds (implements :class:`karakuri.sim.physics.Physics`).
+
+    Args:
+        model: The compiled scene; copied, never modified.
+        num_worlds: Number of worlds N.
+        nthread: Rollout threads (default: every core this process may use).
+    """
+
+    def __init__(self, model: mujoco.MjModel, num_worlds: int, nthread: int | None = None) -> None:
+        if num_worlds < 1:
+            raise ValueError(f"num_worlds must be >= 1, got {num_worlds}")
+        self.model = model
+        self.num_worlds = num_worlds
+        self.device = torch.device("cpu")
+        self._nthread = nthread or max(1, len(os.sched_getaffinity(0)))
+        self._pool = rollout.Rollout(nthread=self._nthread if num_worlds > 1 else 0)
+        self._datas = [mujoco.MjData(model) for _ in range(self._nthread if num_worlds > 1 else 1)]
+        self._models: list[mujoco.MjModel] | None = None  # per-world copies once randomized
+        self._nstate = mujoco.mj_stateSize(model, _FULL)
+        self._state = np.zeros((num_worlds, self._nstate))
+        d = self._datas[0]
+        mujoco.mj_resetData(model, d)
+        mujoco.mj_forward(model, d)
+        init = np.empty(self._nstate)
+        mujoco.mj_getState(model, d, init, _FULL)
+        self._state[:] = init
+        self._sens = np.tile(d.sensordata, (num_worlds, 1))
+        self._frc = np.zeros((num_worlds, model.nu))
+        self._ctrl = torch.zeros(num_worlds, model.nu)
+        nq, nv = model.nq, model.nv
+        self._qpos_sl = slice(1, 1 + nq)
+        self._qvel_sl = slice(1 + nq, 1 + nq + nv)
+        self._qpos = torch.zeros(num_worlds, nq)
+        self._qvel = torch.zeros(num_worlds, nv)
+        self._sensor = torch.zeros(num_worlds, model.nsensordata)
+        self._force = torch.zeros(num_worlds, model.nu)
+        self._out_state: np.ndarray | None = None
+        self._out_sens: np.ndarray | None = None
+        self._refresh()
+
+    # -- views ---------------------------------------------------------------------------
+    @property
+    def dt(self) -> float:
+        """Physics time step, s."""
+        return float(self.model.opt.timestep)
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        """Shape: (num_worlds, nq)."""
+        return self._qpos
+
+    @property
+    def qvel(self) -> torch.Tensor:
+        """Shape: (num_worlds, nv)."""
+        return self._qvel
+
+    @property
+    def ctrl(self) -> torch.Tensor:
+        """Shape: (num_worlds, nu); written by the task, applied at the next step."""
+        return self._ctrl
+
+    @property
+    def sensordata(self) -> torch.Tensor:
+        """Shape: (num_worlds, nsensordata)."""
+        return self._sensor
+
+    @property
+    def actuator_force(self) -> torch.Tensor:
+        """Shape: (num_worlds, nu), N·m or N, from the last step's final substep."""
+        return self._force
+
+    # -- stepping ------------------------------------------------------------------------
+    def step(self, n_substeps: int) -> None:
+        """Advance every world ``n_substeps`` physics steps with ``ctrl`` held."""
+        n = self.num_worlds
+        if self._out_state is None or self._out_state.shape[1] != n_substeps:
+            self._out_state = np.empty((n, n_substeps, self._nstate))
+            self._out_sens = np.empty((n, n_substeps, self.model.nsensordata))
+        ctrl = self._ctrl.numpy().astype(np.float64)[:, None, :]
+        self._pool.rollout(
+            self._models if self._models is not None else self.model,
+            self._datas,
+            self._state,
+            ctrl,
+            nstep=n_substeps,
+            state=self._out_state,
+            sensordata=self._out_sens,
+        )
+        self._state[:] = self._out_state[:, -1]
+        self._sens[:] = self._out_sens[:, -1]
+        if not np.all(np.isfinite(self._state)):
+            bad = np.flatnonzero(~np.all(np.isfinite(self._state), axis=1))
+            raise PhysicsError(
+                f"non-finite physics state in worlds {bad[:8].tolist()} after a step; "
+                "check the controls for NaN and the model's timestep"
+            )
+        self._refresh(actuator_force=True)
+
+    def reset_worlds(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
+        """Set qpos/qvel of the masked worlds (zero time, controls and warm start)."""
+        idx = torch.nonzero(mask, as_tuple=False).flatten().tolist()
+        if not idx:
+            return
+        qp = qpos.detach().cpu().double().numpy()
+        qv = qvel.detach().cpu().double().numpy()
+        d = self._datas[0]
+        for i in idx:  # once per reset world per episode, not per physics step
+            m = self._models[i] if self._models is not None else self.model
+            mujoco.mj_resetData(m, d)
+            d.qpos[:] = qp[i]
+            d.qvel[:] = qv[i]
+            mujoco.mj_forward(m, d)
+            mujoco.mj_getState(m, d, self._state[i], _FULL)
+            self._sens[i] = d.sensordata
+            self._frc[i] = 0.0
+        self._refresh(actuator_force=False)
+
+    def set_model_params(self, mask: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        """Give the masked worlds their own model parameters (switches to per-world models)."""
+        if self._models is None:
+            self._models = [_copy_model(self.model) for _ in range(self.num_worlds)]
+        idx = torch.nonzero(mask, as_tuple=False).flatten().tolist()
+        for name, values in params.items():
+            if not hasattr(self.model, name):
+                raise ValueError(f"MjModel has no field {name!r} to randomize")
+            vals = values.detach().cpu().double().numpy()
+            for i in idx:
+                getattr(self._models[i], name)[:] = vals[i].reshape(getattr(self.model, name).shape)
+
+    def close(self) -> None:
+        """Stop the rollout thread pool."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None  # type: ignore[assignment]
+
+    def _refresh(self, actuator_force: bool = False) -> None:
+        self._qpos.copy_(torch.from_numpy(self._state[:, self._qpos_sl]))
+        self._qvel.copy_(torch.from_numpy(self._state[:, self._qvel_sl]))
+        self._sensor.copy_(torch.from_numpy(self._sens))
+        if actuator_force:
+            self._force.copy_(torch.from_numpy(self._actuator_force()))
+
+    def _actuator_force(self) -> np.ndarray:
+        # Position actuators: force = kp * (ctrl - q) - kv * dq, clamped to the force range.
+        # rollout does not return actuator_force, so it is recomputed for position actuators.
+        m = self.model
+        ctrl = self._ctrl.numpy().astype(np.float64)
+        q = self._state[:, self._qpos_sl][:, m.jnt_qposadr[m.actuator_trnid[:, 0]]]
+        dq = self._state[:, self._qvel_sl][:, m.jnt_dofadr[m.actuator_trnid[:, 0]]]
+        f = (
+            m.actuator_gainprm[:, 0] * ctrl
+            + m.actuator_biasprm[:, 1] * q
+            + m.actuator_biasprm[:, 2] * dq
+        )
+        lim = m.actuator_forcelimited.astype(bool)
+        lo, hi = m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]
+        return np.where(lim, np.clip(f, lo, hi), f)
+
+
+def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
+    import copy
+
+    return copy.copy(model)

@@ -1,0 +1,324 @@
+"""BatchedEnv: one task over a batch of physics worlds, with auto-reset and episode stats.
+
+All tensors have a leading world dimension N.  ``step`` applies the task's action map,
+advances ``ctrl_dt`` (a whole number of physics steps), computes named rewards, and resets the
+worlds whose episode ended; the observation returned for those worlds is the first of the new
+episode, and the last of the old one is in ``info["final_obs"]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mujoco
+import numpy as np
+import torch
+from karakuri.robot.spec import RobotSpec
+from karakuri.sim.backends import make_physics
+from karakuri.sim.observations import ObsAssembler
+from karakuri.sim.physics import substeps
+from karakuri.sim.task import Task, TaskContext
+
+
+class EnvError(ValueError):
+    """A task or env is inconsistent (reward names, signal sizes, non-finite values)."""
+
+
+@dataclass
+class EpisodeStats:
+    """Per-world accumulators of the running episode."""
+
+    ret: torch.Tensor
+    length: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def build_model(robot: RobotSpec, task: Task) -> mujoco.MjModel:
+    """The robot's model plus the task's objects and sensors, compiled."""
+    spec = mujoco.MjSpec.from_file(robot.model_path)
+    task.build_scene(spec)
+    return spec.compile()
+
+
+class BatchedEnv:
+    """A task on ``num_worlds`` worlds of one physics backend.
+
+    Args:
+        task: The task (it owns the robot spec and timing).
+        num_worlds: N.
+        backend: ``"cpu"`` or ``"warp"``.
+        device: Torch device of every tensor (``"cpu"`` or ``"cuda"``).
+        seed: Seeds the task's sampling; same seed and backend give the same trajectory.
+        randomize: Apply the task's domain randomization (default: on).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        num_worlds: int,
+        backend: str = "cpu",
+        device: str = "cpu",
+        seed: int = 0,
+        randomize: bool = True,
+    ) -> None:
+        self.task = task
+        self.robot = task.robot
+        self.num_worlds = num_worlds
+        self.device = torch.device(device)
+        self.model = build_model(task.robot, task)
+        self.n_substeps = substeps(task.ctrl_dt, self.model.opt.timestep)
+        self.physics = make_physics(backend, self.model, num_worlds, device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.rand = task.randomization if randomize else type(task.randomization)()
+        task.bind(TaskContext(self.model, num_worlds, self.device, self.generator))
+        self._index_joints()
+        self.action_map = task.action_map
+        self.action_size = self.action_map.size
+        self._check_rewards()
+        self._build_obs()
+        self.last_action = torch.zeros(num_worlds, self.action_size, device=self.device)
+        lat = self.rand.action_latency_steps
+        self._action_buf = torch.zeros(num_worlds, lat + 1, self.action_size, device=self.device)
+        self._latency = torch.zeros(num_worlds, dtype=torch.long, device=self.device)
+        self.step_count = torch.zeros(num_worlds, dtype=torch.long, device=self.device)
+        self.stats = EpisodeStats(
+            torch.zeros(num_worlds, device=self.device),
+            torch.zeros(num_worlds, dtype=torch.long, device=self.device),
+        )
+        self._nominal = {
+            k: torch.as_tensor(
+                np.array(getattr(self.model, k)), dtype=torch.float32, device=self.device
+            )
+            for k in (
+                "geom_friction",
+                "body_mass",
+                "actuator_gainprm",
+                "actuator_biasprm",
+                "dof_damping",
+            )
+        }
+
+    # -- construction helpers ------------------------------------------------------------
+    def _index_joints(self) -> None:
+        m = self.model
+        names = self.robot.joint_names
+        self.qpos_idx = torch.tensor(
+            [m.jnt_qposadr[m.joint(j).id] for j in names], device=self.device
+        )
+        self.qvel_idx = torch.tensor(
+            [m.jnt_dofadr[m.joint(j).id] for j in names], device=self.device
+        )
+        act = []
+        for j in names:
+            jid = m.joint(j).id
+            hits = [
+                a
+                for a in range(m.nu)
+                if m.actuator_trntype[a] == 0 and m.actuator_trnid[a, 0] == jid
+            ]
+            if not hits:
+                raise EnvError(f"joint {j!r} of robot {self.robot.name!r} has no actuator")
+            act.append(hits[0])
+        self.ctrl_idx = torch.tensor(act, device=self.device)
+
+    def _check_rewards(self) -> None:
+        probe = self.task.reward_terms(
+            self.physics,
+            torch.zeros(self.num_worlds, self.action_size, device=self.device),
+            torch.zeros(self.num_worlds, self.action_size, device=self.device),
+        )
+        if set(probe) != set(self.task.reward_scales):
+            raise EnvError(
+                f"task {self.task.name!r}: reward terms {sorted(probe)} do not match reward "
+                f"scales {sorted(self.task.reward_scales)}"
+            )
+
+    def _build_obs(self) -> None:
+        n = self.robot.n_joints
+        sizes = {"joint_pos": n, "joint_vel": n, "last_action": self.action_size}
+        sizes.update({k: v.shape[-1] for k, v in self.task.signals(self.physics).items()})
+        self.signal_sizes = sizes
+        terms = self.task.obs_terms
+        self.policy_terms = [t for t in terms if not t.privileged]
+        self.obs_policy = ObsAssembler(self.policy_terms, sizes).to(self.device)
+        # critic = the policy's terms first, then the privileged ones
+        priv = [t for t in terms if t.privileged]
+        self.obs_critic = ObsAssembler(self.policy_terms + priv, sizes).to(self.device)
+        self.robot_signals = list(dict.fromkeys(t.signal for t in self.policy_terms))
+
+    # -- public API ----------------------------------------------------------------------
+    @property
+    def obs_size(self) -> int:
+        """Width of the policy observation."""
+        return self.obs_policy.size
+
+    @property
+    def critic_obs_size(self) -> int:
+        """Width of the critic observation (policy terms plus privileged ones)."""
+        return self.obs_critic.size
+
+    def raw_signals(self) -> dict[str, torch.Tensor]:
+        """Every signal, noise-free: joint_pos, joint_vel, last_action and the task's."""
+        p = self.physics
+        sig = {
+            "joint_pos": p.qpos[:, self.qpos_idx],
+            "joint_vel": p.qvel[:, self.qvel_idx],
+            "last_action": self.last_action,
+        }
+        sig.update(self.task.signals(p))
+        return sig
+
+    def observe(self) -> dict[str, torch.Tensor]:
+        """``{"policy": (N, obs_size), "critic": (N, critic_obs_size)}``."""
+        sig = self.raw_signals()
+        if self.rand.obs_noise > 0:
+            sig = self._noisy(sig)
+        return {"policy": self.obs_policy(sig), "critic": self.obs_critic(sig)}
+
+    def reset(self) -> dict[str, torch.Tensor]:
+        """Reset every world; returns the first observation."""
+        self._reset(torch.ones(self.num_worlds, dtype=torch.bool, device=self.device))
+        return self.observe()
+
+    def step(
+        self, action: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Advance one control step.
+
+        Args:
+            action: Raw actions. Shape: (N, action_size).
+
+        Returns:
+            obs, reward (N,), terminated (N,) bool, truncated (N,) bool, info with
+            ``final_obs`` (for worlds that ended), ``episode`` stats and ``reward/<name>``.
+        """
+        action = action.to(self.device, torch.float32)
+        if action.shape != (self.num_worlds, self.action_size):
+            raise EnvError(
+                f"action has shape {tuple(action.shape)}, expected "
+                f"({self.num_worlds}, {self.action_size})"
+            )
+        if not torch.isfinite(action).all():
+            raise EnvError("action contains NaN or inf")
+        applied = self._delay(action)
+        target, _ = self.action_map.apply(applied, self.physics.qpos[:, self.qpos_idx])
+        self.physics.ctrl[:, self.ctrl_idx] = target
+        self.physics.step(self.n_substeps)
+        self.step_count += 1
+        prev = self.last_action
+        self.last_action = action.clamp(-1.0, 1.0)
+        terms = self.task.reward_terms(self.physics, self.last_action, prev)
+        reward = torch.zeros(self.num_worlds, device=self.device)
+        info: dict = {}
+        for name, value in terms.items():
+            scaled = self.task.reward_scales[name] * value
+            reward = reward + scaled
+            info[f"reward/{name}"] = float(scaled.mean())
+            acc = self.stats.terms.setdefault(name, torch.zeros_like(reward))
+            acc += scaled
+        if not torch.isfinite(reward).all():
+            raise EnvError(f"task {self.task.name!r} produced a non-finite reward")
+        terminated = self.task.terminated(self.physics)
+        truncated = (self.step_count >= self.task.episode_steps) & ~terminated
+        done = terminated | truncated
+        self.stats.ret += reward
+        self.stats.length += 1
+        if done.any():
+            obs_end = self.observe()
+            info["final_obs"] = obs_end
+            info["episode"] = self._episode_info(done)
+            self._reset(done)
+        obs = self.observe()
+        info["done_mask"] = done
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        """Release the backend."""
+        close = getattr(self.physics, "close", None)
+        if close is not None:
+            close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _episode_info(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
+        ep = {
+            "return": self.stats.ret[done].clone(),
+            "length": self.stats.length[done].clone(),
+            "success": self.task.success(self.physics)[done].float(),
+        }
+        for k, v in self.task.metrics(self.physics).items():
+            ep[k] = v[done].clone()
+        for k, v in self.stats.terms.items():
+            ep[f"reward/{k}"] = v[done].clone()
+        return ep
+
+    def _reset(self, mask: torch.Tensor) -> None:
+        if self.rand.changes_model:
+            self._randomize_model(mask)
+        qpos, qvel = self.task.reset_worlds(mask, self.physics)
+        self.physics.reset_worlds(mask, qpos, qvel)
+        self.physics.ctrl[mask] = 0.0
+        self.physics.ctrl[:, self.ctrl_idx] = torch.where(
+            mask[:, None], self.physics.qpos[:, self.qpos_idx], self.physics.ctrl[:, self.ctrl_idx]
+        )
+        self.last_action[mask] = 0.0
+        self._action_buf[mask] = 0.0
+        if self.rand.action_latency_steps:
+            lat = torch.randint(
+                0,
+                self.rand.action_latency_steps + 1,
+                (self.num_worlds,),
+                device=self.device,
+                generator=self.generator,
+            )
+            self._latency = torch.where(mask, lat, self._latency)
+        self.step_count[mask] = 0
+        self.stats.ret[mask] = 0.0
+        self.stats.length[mask] = 0
+        for v in self.stats.terms.values():
+            v[mask] = 0.0
+
+    def _delay(self, action: torch.Tensor) -> torch.Tensor:
+        if not self.rand.action_latency_steps:
+            return action
+        self._action_buf = torch.roll(self._action_buf, 1, dims=1)
+        self._action_buf[:, 0] = action
+        return self._action_buf[torch.arange(self.num_worlds, device=self.device), self._latency]
+
+    def _uniform(self, rng: tuple[float, float], shape: tuple[int, ...]) -> torch.Tensor:
+        lo, hi = rng
+        u = torch.rand(shape, device=self.device, generator=self.generator)
+        return lo + (hi - lo) * u
+
+    def _randomize_model(self, mask: torch.Tensor) -> None:
+        n, r, nom = self.num_worlds, self.rand, self._nominal
+        fr = nom["geom_friction"].expand(n, -1, -1).clone()
+        fr[..., 0] *= self._uniform(r.friction, (n, 1))
+        mass = nom["body_mass"] * self._uniform(r.mass, (n, nom["body_mass"].shape[0]))
+        g = self._uniform(r.actuator_gain, (n, 1))
+        gain = nom["actuator_gainprm"].expand(n, -1, -1).clone()
+        bias = nom["actuator_biasprm"].expand(n, -1, -1).clone()
+        gain[..., 0] *= g
+        bias[..., 1] *= g
+        bias[..., 2] *= g
+        damp = nom["dof_damping"] * self._uniform(r.joint_damping, (n, 1))
+        self.physics.set_model_params(
+            mask,
+            {
+                "geom_friction": fr,
+                "body_mass": mass,
+                "actuator_gainprm": gain,
+                "actuator_biasprm": bias,
+                "dof_damping": damp,
+            },
+        )
+
+    def _noisy(self, sig: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = dict(sig)
+        noisy = {t.signal: t.noise for t in self.obs_critic.terms if t.noise > 0}
+        for name, std in noisy.items():
+            if name in out and name != "last_action":
+                x = out[name]
+                eps = torch.randn(x.shape, device=self.device, generator=self.generator)
+                out[name] = x + eps * (std * self.rand.obs_noise)
+        return out
