@@ -270,10 +270,10 @@ class HostCore:
         timeout = self.state_timeout_s or max(0.05, 5 * self._state_period())
         if self.link_up and not self._in_timeout and now - self._last_state_rx > timeout:
             self._in_timeout = True
-            self.counters.timeouts += 1
             self.add_fault(f"link: no STATE from {self.port} for "
                            f"{(now - self._last_state_rx) * 1e3:.0f} ms (cable cut or MCU "
                            f"stalled?)")
+            self.counters.timeouts += 1  # after the fault: a reader of the count sees both
 
     def _retry_pending(self, now: float) -> None:
         with self._lock:

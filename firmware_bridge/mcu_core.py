@@ -246,7 +246,7 @@ class McuCore:
         servo_us = round(self.servo_period_s * 1e6)
         cmd_us = min(max(msg.command_period_us, servo_us), 1_000_000)
         state_s = msg.state_period_us * 1e-6 if msg.state_period_us else self.default_state_period_s
-        steps = max(1, round(state_s / self.servo_period_s))
+        steps = max(1, int(state_s / self.servo_period_s + 1e-9))  # never slower than asked
         self.state_period_s = steps * self.servo_period_s
         self.command_period_us = cmd_us
         self.watchdog_s = min(WATCHDOG_PERIODS * cmd_us, WATCHDOG_MAX_US) * 1e-6

@@ -316,13 +316,13 @@ class SerialLink:
             core.housekeeping(now)
 
     def _port_lost(self, error: Exception) -> None:
+        self._core.add_fault(f"serial port {self.config.port} lost ({error}); reopening")
         with self._tx_lock:
             ser, self._ser = self._ser, None
         self._core.link_up = self._core.handshaking = False
         if ser is not None:
             with contextlib.suppress(serial.SerialException, OSError):
                 ser.close()
-        self._core.add_fault(f"serial port {self.config.port} lost ({error}); reopening")
         self._backoff = self.config.reconnect_min_s
         self._next_reopen = time.monotonic() + self._backoff
 

@@ -48,7 +48,7 @@ class VirtualMCUConfig:
 
     Attributes:
         link_path: Keep a symlink to the pty at this path, stable across unplug and replug;
-            empty for none (then :attr:`VirtualMCU.port` is the bare /dev/pts/N).
+            empty for none (then the port is the bare /dev/pts/N).
         state_rate_hz: STATE rate until a HELLO asks for another, Hz; None: the robot's
             control rate.
         realtime: Pace the physics to the wall clock (off: as fast as the CPU allows).
@@ -186,6 +186,10 @@ class VirtualMCU:
             self._thread = threading.Thread(target=self.run, name="virtual-mcu", daemon=True)
             self._thread.start()
         return port
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to return after the current step (safe from a signal handler)."""
+        self._stop_event.set()
 
     def stop(self) -> None:
         """Stop the thread (if any) and remove the pty; safe to call twice."""

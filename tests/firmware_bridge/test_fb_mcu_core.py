@@ -77,7 +77,7 @@ def test_hello_answers_caps_with_watchdog_and_state_period():
     assert isinstance(caps, Caps)
     assert (caps.joint_hash, caps.n_joints, caps.servo_period_us) == (0xABCD, N, 2000)
     assert caps.watchdog_us == 50000  # min(3 x 20 ms, 50 ms)
-    assert caps.state_period_us == 4000  # 3 ms rounded to whole 2 ms servo periods
+    assert caps.state_period_us == 2000  # 3 ms rounded down to the 2 ms servo grid
     (caps,) = rig.send(Hello(2000))
     assert caps.watchdog_us == 6000 and caps.state_period_us == 20000  # MCU default
     (caps,) = rig.send(Hello(10))

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from fb_helpers import drive, smoothstep_path, wait_for
+from fb_helpers import drive, on_time, smoothstep_path, wait_for
 from karakuri.firmware_bridge.link import (
     CommandMode,
     Link,
@@ -62,16 +62,21 @@ def test_connect_handshakes_streams_state_and_arms_with_the_first_command(spec, 
     assert mcu.counters()["commands_ignored"] == 0  # ARM went out just before the first one
 
 
-def test_commands_move_the_plant_and_round_trips_are_measured(spec, mcu, link):
+def test_commands_move_the_plant_and_round_trips_are_measured(spec, tmp_path):
     q1 = spec.default_pose + np.array([0.3, 0.2, -0.2, 0.1, 0.1, 0.2, -0.02])
-    tool0 = mcu.tool_position()
-    drive(link, smoothstep_path(spec.default_pose, q1, 0.4), 0.7)
-    np.testing.assert_allclose(link.latest_state().position, q1, atol=0.03)
-    assert np.linalg.norm(mcu.tool_position() - tool0) > 0.1
-    assert mcu.applied_commands >= 35
-    rtt = link.round_trip_times()
+
+    def run():
+        with VirtualMCU(spec) as mcu, SerialLink(spec, SerialLinkConfig(port=mcu.port)) as link:
+            tool0 = mcu.tool_position()
+            late = drive(link, smoothstep_path(spec.default_pose, q1, 0.4), 0.7)
+            return (link.latest_state(), mcu.tool_position() - tool0, mcu.applied_commands,
+                    link.round_trip_times(), link.counters(), mcu.events), late
+
+    state, moved, applied, rtt, c, events = on_time(run)
+    np.testing.assert_allclose(state.position, q1, atol=0.03, err_msg=str(events))
+    assert np.linalg.norm(moved) > 0.1
+    assert applied >= 35
     assert rtt.size >= 20 and np.all(rtt > 0) and np.median(rtt) < 0.05
-    c = link.counters()
     assert c.frames_rx > 30 and c.crc_errors == 0 and c.seq_gaps == 0
 
 

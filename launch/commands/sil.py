@@ -1,0 +1,67 @@
+"""``karakuri sil``: a virtual MCU on a pty, for pointing your own tools at.
+
+It runs the robot's MuJoCo model behind a pseudo-terminal that speaks the Karakuri wire
+protocol (``docs/wire-protocol.md``), in the foreground, until Ctrl-C or ``--duration-s``.
+The first line it prints is ``port: PATH``; open PATH as a serial port.  ``--link-path`` keeps
+a stable symlink to the pty.  The fault flags make the line noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from karakuri.firmware_bridge.fault_injection import FaultConfig
+from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
+from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``sil``."""
+    p = sub.add_parser(
+        "sil", help="run a virtual MCU: a robot's MuJoCo model behind a pty (serial port)",
+        description="Run a virtual MCU in the foreground. Prints 'port: PATH' first; Ctrl-C "
+                    "stops it and prints its counters.")
+    p.add_argument("--robot", default="industrial_arm",
+                   help="registered robot name or sidecar .yaml (default: industrial_arm)")
+    p.add_argument("--duration-s", type=float, default=None,
+                   help="stop after this much MCU (simulated) time, s (default: run until Ctrl-C)")
+    add_dataclass_args(p, VirtualMCUConfig)
+    add_dataclass_args(p, FaultConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit code 0 after Ctrl-C, SIGTERM or the duration; 2 when the MCU cannot start."""
+    from karakuri.robot.registry import load_robot
+    from karakuri.robot.spec import RobotSpecError
+
+    try:
+        spec = load_robot(args.robot)
+        mcu = VirtualMCU(spec, dataclass_from_args(VirtualMCUConfig, args),
+                         dataclass_from_args(FaultConfig, args))
+        port = mcu.open()
+    except (RobotSpecError, ValueError, OSError) as e:
+        print(f"karakuri sil: {e}", file=sys.stderr)
+        return 2
+    print(f"port: {port}", flush=True)
+    print(f"virtual MCU: robot {spec.name!r}, {spec.n_joints} joints, joint hash "
+          f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
+          f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
+
+    def on_term(signum: int, frame: Any) -> None:
+        mcu.request_stop()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        mcu.run(args.duration_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        mcu.stop()
+    counts = {k: v for k, v in mcu.counters().items() if v}
+    print(f"stopped at t={mcu.sim_time:.3f} s ({mcu.mode.value}); counters: {counts}", flush=True)
+    return 0
