@@ -7,9 +7,10 @@ HELLO, ARM and ESTOP until answered, repeats the newest COMMAND on a lossy line
 (``resend_period_s``), notices missing STATEs, and reopens a port that disappeared with
 exponential backoff.
 
-Arming: ``connect()`` handshakes; the ARM goes out in the same write as the first COMMAND, so
-the MCU watchdog starts with a command in hand.  A reopened port is handshaken again but never
-armed: the robot holds until :meth:`SerialLink.rearm`.
+Arming: ``connect()`` handshakes; with ``arm_on_connect`` the ARM goes out right before the
+first COMMAND, so the MCU watchdog starts with a command in hand (a control loop that arms by
+itself sets it False and calls :meth:`SerialLink.rearm` before its first tick).  A reopened
+port is handshaken again but never armed: the robot holds until :meth:`SerialLink.rearm`.
 
 Imports numpy, pyserial and the standard library only (edge runtime).
 """
