@@ -90,27 +90,19 @@ def evaluate_run(run_dir: str | Path, episodes: int = 200, seed: int = 12345) ->
     return evaluate_source(run_dir, episodes=episodes, seed=seed)
 
 
-def onnx_act(path: str | Path) -> ActFn:
-    """An act function that runs a policy file with onnxruntime and returns its ``action``.
+def onnx_act(path: str | Path, env: BatchedEnv) -> ActFn:
+    """An act function running a policy file through the edge runtime (:class:`OnnxPolicy`).
 
-    The env applies the action map itself; the file's ``joint_target`` output is checked
-    against it by the export's parity test.
+    It returns the file's ``action`` output: the env applies the action map itself, and the
+    file's ``joint_target`` is held to the same map by the export's checks.
     """
-    import onnxruntime as ort
+    from karakuri.policies.onnx_policy import OnnxPolicy
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [i.name for i in sess.get_inputs()]
+    policy = OnnxPolicy(path, expected_spec=env.robot, rate_hz=1.0 / env.task.ctrl_dt)
 
     def act(signals: dict[str, torch.Tensor]) -> torch.Tensor:
-        missing = [n for n in names if n not in signals]
-        if missing:
-            raise ValueError(
-                f"policy file {path} needs inputs {missing}, which the task does not "
-                f"provide (it provides {sorted(signals)})"
-            )
-        feed = {n: signals[n].detach().cpu().float().numpy() for n in names}
-        out = sess.run(["action"], feed)[0]
-        return torch.from_numpy(out)
+        policy.act({k: v.detach().cpu().numpy() for k, v in signals.items()})
+        return torch.from_numpy(policy.last_outputs()["action"].copy())
 
     return act
 
@@ -119,7 +111,13 @@ def pipeline_for(source: str | Path, env: BatchedEnv) -> ActFn:
     """The act function of a run directory or of a ``policy.onnx``."""
     source = Path(source)
     if source.suffix == ".onnx":
-        return onnx_act(source)
+        return onnx_act(source, env)
+    from karakuri.policies.sb3_trainer import load_config
+
+    if load_config(source).resolved_trainer == "rsl_rl":
+        from karakuri.policies.rsl_trainer import rsl_pipeline
+
+        return rsl_pipeline(source, env)
     return sb3_pipeline(source, env)
 
 
@@ -127,16 +125,12 @@ def task_of(source: str | Path) -> tuple[str, str]:
     """(task, robot) of a run directory or a policy file (from its metadata)."""
     source = Path(source)
     if source.suffix == ".onnx":
-        import onnx
+        from karakuri.policies.onnx_policy import OnnxPolicy
 
-        props = {
-            p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props
-        }
-        if "task" not in props or "robot" not in props:
-            raise ValueError(
-                f"{source} has no task/robot metadata; was it written by karakuri export?"
-            )
-        return props["task"], props["robot"]
+        meta = OnnxPolicy(source).metadata
+        if not meta.task:
+            raise ValueError(f"{source} names no task; was it written by karakuri export?")
+        return meta.task, meta.robot_name
     from karakuri.policies.sb3_trainer import load_config
 
     cfg = load_config(source)

@@ -50,7 +50,10 @@ class TrainConfig:
         randomize: Domain randomization during training.
         net: Hidden layer widths of the actor and critic.
         progress: Show a progress bar.
-        backend: Physics backend (``cpu``; ``warp`` trains through rsl_rl).
+        backend: Physics backend: ``cpu`` (C MuJoCo on all cores) or ``warp`` (MuJoCo Warp).
+        device: Torch device of the env and the learner (``cpu`` or ``cuda``).
+        trainer: ``sb3`` (Stable-Baselines3, CPU) or ``rsl_rl``; ``auto`` picks rsl_rl for
+            the warp backend and sb3 otherwise.
     """
 
     task: str = "reach"
@@ -66,14 +69,27 @@ class TrainConfig:
     randomize: bool = False
     net: tuple[int, ...] = (256, 128, 64)
     progress: bool = True
-    backend: Literal["cpu"] = "cpu"
+    backend: Literal["cpu", "warp"] = "cpu"
+    device: str = "cpu"
+    trainer: Literal["auto", "sb3", "rsl_rl"] = "auto"
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"unknown algo {self.algo!r}; valid: {sorted(ALGOS)}")
+        if self.backend not in ("cpu", "warp"):
+            raise ValueError(f"unknown backend {self.backend!r}; valid: ['cpu', 'warp']")
+        if self.trainer not in ("auto", "sb3", "rsl_rl"):
+            raise ValueError(f"unknown trainer {self.trainer!r}; valid: ['auto', 'rsl_rl', 'sb3']")
         for k in ("num_envs", "total_steps", "checkpoint_every", "eval_episodes"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+
+    @property
+    def resolved_trainer(self) -> str:
+        """The trainer that will run: ``auto`` resolved by backend."""
+        if self.trainer != "auto":
+            return self.trainer
+        return "rsl_rl" if self.backend == "warp" else "sb3"
 
 
 class _MaskExtractor(FlattenExtractor):
@@ -168,6 +184,7 @@ def build_vec_env(
         cfg.robot or None,
         num_worlds=num_envs or cfg.num_envs,
         backend=cfg.backend,
+        device=cfg.device,
         seed=cfg.seed if seed is None else seed,
         randomize=cfg.randomize if randomize is None else randomize,
     )
@@ -185,7 +202,17 @@ def load_config(run_dir: str | Path) -> TrainConfig:
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) a run; returns its directory.  Writes eval.json at the end."""
+    """Train (or resume) a run with the configured trainer; returns its directory."""
+    trainer = (load_config(resume) if resume is not None else cfg).resolved_trainer
+    if trainer == "rsl_rl":
+        from karakuri.policies.rsl_trainer import train_rsl
+
+        return train_rsl(cfg, resume=resume)
+    return train_sb3(cfg, resume=resume)
+
+
+def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Train (or resume) an SB3 run; returns its directory.  Writes eval.json at the end."""
     from karakuri.policies.evaluate import evaluate_run
 
     if resume is not None:

@@ -1,0 +1,124 @@
+"""``karakuri export RUN_DIR``: a training run to one policy file.
+
+The task's observation terms, the run's normalizer, the deterministic actor and the task's
+action map are composed by :func:`karakuri.policies.export.build_policy_module`.  Before
+exporting, the composed module is checked against the simulation's own path (the env's
+assembler and action map) on states recorded by rolling the policy out in sim, so the file
+computes what was trained and evaluated; then the exporter checks onnxruntime against torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from karakuri.policies import export as ex
+from karakuri.policies.evaluate import sb3_pipeline
+from karakuri.policies.sb3_actor import actor_module, load_sb3
+from karakuri.sim.env import BatchedEnv
+from karakuri.sim.registry import make_env
+
+
+def policy_module_for(
+    env: BatchedEnv, normalizer: ex.Normalizer | None, actor: torch.nn.Module
+) -> ex.PolicyModule:
+    """Compose the policy-file module for ``env``'s task from a normalizer and an actor."""
+    terms = [
+        ex.ObsTerm(
+            name=t.name,
+            signal=t.signal,
+            size=env.signal_sizes[t.signal],
+            scale=np.asarray(t.scale, dtype=np.float64),
+            offset=np.asarray(t.offset, dtype=np.float64),
+        )
+        for t in env.policy_terms
+    ]
+    am = env.action_map
+    action_map = ex.ActionMap(
+        kind=am.kind,
+        scale=np.asarray(am.scale),
+        lower=np.asarray(am.lower),
+        upper=np.asarray(am.upper),
+        default_pose=np.asarray(am.default_pose),
+        action_joints=tuple(am.joints),
+        clip_action=(-1.0, 1.0),
+        hold=np.asarray(am.hold),
+    )
+    return ex.build_policy_module(terms, normalizer, actor, action_map)
+
+
+def record_states(env: BatchedEnv, act, steps: int | None = None) -> dict[str, np.ndarray]:
+    """Robot signals seen while ``act`` drives every world of ``env``, stacked.
+
+    Returns:
+        ``{signal: (worlds * steps, k)}`` float32.
+    """
+    env.reset()
+    out: dict[str, list[np.ndarray]] = {}
+    with torch.no_grad():
+        for _ in range(steps or env.task.episode_steps):
+            sig = {k: v for k, v in env.raw_signals().items() if k in env.robot_signals}
+            for k, v in sig.items():
+                out.setdefault(k, []).append(v.cpu().numpy().astype(np.float32))
+            env.step(act(sig))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+#: Tolerance of the module-vs-simulation check.  It guards semantics (a wrong offset, scale or
+#: term order shows up at 1e-1), not rounding: the module folds scaling and normalization into
+#: one float32 multiply-add, which differs from the sim's two steps by ~1e-5.
+SIM_MATCH_ATOL = 1e-4
+
+
+def check_matches_sim(
+    module: ex.PolicyModule,
+    env: BatchedEnv,
+    act,
+    states: dict[str, np.ndarray],
+    atol: float = SIM_MATCH_ATOL,
+) -> float:
+    """Largest difference between the module and the sim path on ``states``; raises past atol."""
+    sig = {k: torch.from_numpy(v) for k, v in states.items()}
+    with torch.no_grad():
+        target, action = module.forward_signals(sig)
+        want_action = act(sig)
+        want_target, _ = env.action_map.apply(want_action, sig["joint_pos"])
+    err = max(float((action - want_action).abs().max()), float((target - want_target).abs().max()))
+    if err > atol:
+        raise ex.ExportError(
+            f"the policy module and the simulation's observation/action path differ by {err:.3g} "
+            f"> {atol:g}; the file would not act as the policy was evaluated; nothing was written"
+        )
+    return err
+
+
+def export_run(
+    run_dir: str | Path, out: str | Path, atol: float = 1e-5, worlds: int = 32
+) -> ex.ExportReport:
+    """Export a run's latest policy to ``out`` (see module docstring)."""
+    run_dir = Path(run_dir)
+    model, norm, cfg = load_sb3(run_dir)
+    env = make_env(
+        cfg.task, cfg.robot or None, num_worlds=worlds, seed=cfg.eval_seed, randomize=False
+    )
+    try:
+        k = env.obs_size
+        act = sb3_pipeline(run_dir, env)
+        normalizer = ex.Normalizer(
+            mean=norm.mean[:k], var=norm.var[:k], eps=norm.eps, clip=norm.clip
+        )
+        module = policy_module_for(env, normalizer, actor_module(model, k))
+        states = record_states(env, act)
+        check_matches_sim(module, env, act, states)
+        meta = ex.make_metadata(
+            module,
+            env.robot,
+            task=cfg.task,
+            run_id=run_dir.name,
+            control_rate_hz=1.0 / env.task.ctrl_dt,
+        )
+        return ex.export_policy(module, out, meta, recorded=states, atol=atol)
+    finally:
+        env.close()
