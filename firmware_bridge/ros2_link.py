@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import (
     CommandMode,
     JointState,

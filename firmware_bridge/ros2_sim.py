@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from karakuri.firmware_bridge.ros2_config import (
     CONTROLLER_TYPES,
     DEFAULT_CONTROLLER_NAME,

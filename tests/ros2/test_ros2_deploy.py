@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from karakuri.launch.schema import load_launch, parse_launch
 from karakuri.robot.registry import load_robot
 

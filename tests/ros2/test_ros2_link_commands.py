@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.link import CommandMode, StatusBits
 
 pytestmark = [pytest.mark.ros2, pytest.mark.filterwarnings("ignore::DeprecationWarning:lark")]
@@ -36,8 +37,9 @@ def test_forward_command_moves_the_plant(make_sim, make_link, wait_until):
 
 def test_wrong_length_command_is_rejected_like_ros2_control(make_sim, ros_ns, domain_id,
                                                             wait_until):
-    from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos
     from std_msgs.msg import Float64MultiArray
+
+    from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos
 
     sim = make_sim()
     before = sim.target_q()

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.link import Link, LinkError, NotConnectedError
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.robot.registry import load_robot
@@ -106,3 +107,11 @@ def test_import_without_rclpy_says_install_the_extra():
     assert out.returncode == 0, out.stderr
     assert "IMPORT-ERROR:" in out.stdout and "karakuri[ros2]" in out.stdout
     assert "rclpy" in out.stdout
+
+
+def test_link_imports_neither_torch_nor_mujoco():
+    code = ("import sys, karakuri.firmware_bridge.ros2_link; "
+            "print(sorted(m for m in ('torch', 'mujoco') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # the edge box runs the ROS 2 link without them

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.link import LinkError
 from karakuri.firmware_bridge.ros2_sim import SimFaults
 
