@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import Link
 from karakuri.launch.schema import LaunchConfig, LaunchError, SilLinkConfig
 from karakuri.policies.metadata import PolicyMetadata
@@ -23,6 +24,7 @@ from karakuri.policies.policy import Policy, PolicyError
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
 from karakuri.robot.loop_commands import Episode
 from karakuri.robot.loop_stats import LoopSummary
+from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import (
     ForwardKinematics,
     SafetyConfigError,
@@ -134,6 +136,7 @@ def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
     """Tool-site forward kinematics from the robot's model (needs MuJoCo and the model file)."""
     try:
         import mujoco
+
         from karakuri.robot.loader import load_model
     except ImportError as e:
         raise SafetyConfigError(
@@ -197,6 +200,23 @@ def _virtual_mcu(sil: SilLinkConfig, spec: RobotSpec, rate_hz: float) -> Iterato
         yield mcu
 
 
+def realtime_for(cfg: LaunchConfig, plant: Plant | None,
+                 log: Callable[[str], None]) -> RealtimeConfig:
+    """The launch file's real-time measures, less those that starve an in-process plant.
+
+    A SIL plant (the virtual MCU) runs as a thread of this process: a SCHED_FIFO loop thread
+    that spins before each deadline, on a machine with few cores, starves it of the CPU and
+    the GIL (the MCU then misses its STATE deadlines and its watchdog trips).  On hardware the
+    MCU is another computer and the measures stay on.
+    """
+    rt = cfg.realtime
+    if plant is None or (rt.sched_fifo_priority <= 0 and not rt.mlockall):
+        return rt
+    log("realtime: SCHED_FIFO and mlockall left off: the SIL plant runs in this process and "
+        "would be starved by a real-time loop thread (they stay on for serial and ros2 links)")
+    return dataclasses.replace(rt, sched_fifo_priority=0, mlockall=False)
+
+
 def reach_evaluator(plant: Plant, radius_m: float) -> Callable[[Episode], bool]:
     """Success at an episode's end: tool within ``radius_m`` of the command's xyz target."""
     def evaluate(ep: Episode) -> bool:
@@ -257,7 +277,7 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
                 commands=cfg.command.source() if cfg.command else None,
                 reset_pose=spec.default_pose, telemetry=telemetry,
                 evaluator=reach_evaluator(plant, cfg.success_radius_m) if plant else None,
-                realtime=cfg.realtime, log=log)
+                realtime=realtime_for(cfg, plant, log), log=log)
             summary = loop.run()
     finally:
         if telemetry is not None:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.observations import ObsAssembler
 from karakuri.sim.registry import make_env
-from torch import nn
 
 ActFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 
@@ -41,13 +42,21 @@ class PolicyPipeline(nn.Module):
         return self.actor(self.normalize(self.assembler(signals)))
 
 
-def evaluate(env: BatchedEnv, act: ActFn) -> dict[str, Any]:
+def evaluate(env: BatchedEnv, act: ActFn, commands: torch.Tensor | None = None) -> dict[str, Any]:
     """Run one episode in every world of ``env``; return success rate and metrics.
+
+    Args:
+        env: One world per episode.
+        act: Robot signals -> raw action.
+        commands: Fixed commands (e.g. the targets a deployment used), shape (N, k), instead
+            of the task's sampled ones.
 
     Returns:
         ``{"episodes", "success_rate", "mean_return", "<metric>_mean", ...}``.
     """
     env.reset()
+    if commands is not None:
+        env.task.set_command(commands)
     done_once = torch.zeros(env.num_worlds, dtype=torch.bool)
     results: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -137,12 +146,15 @@ def task_of(source: str | Path) -> tuple[str, str]:
     return cfg.task, cfg.robot
 
 
-def evaluate_source(source: str | Path, episodes: int = 200, seed: int = 12345) -> dict[str, Any]:
-    """Evaluate a run directory or a policy file on fixed seeds."""
+def evaluate_source(
+    source: str | Path, episodes: int = 200, seed: int = 12345, commands: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Evaluate a run directory or a policy file on fixed seeds (or on given commands)."""
     task, robot = task_of(source)
-    env = make_env(task, robot or None, num_worlds=episodes, seed=seed, randomize=False)
+    n = episodes if commands is None else commands.shape[0]
+    env = make_env(task, robot or None, num_worlds=n, seed=seed, randomize=False)
     try:
-        result = evaluate(env, pipeline_for(source, env))
+        result = evaluate(env, pipeline_for(source, env), commands=commands)
     finally:
         env.close()
     result.update(task=task, seed=seed, source=str(source))

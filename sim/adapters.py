@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from karakuri.sim.env import BatchedEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from karakuri.sim.env import BatchedEnv
 
 
 def _boxes(env: BatchedEnv, critic: bool) -> tuple[gym.spaces.Box, gym.spaces.Box]:

@@ -14,8 +14,9 @@ import os
 import mujoco
 import numpy as np
 import torch
-from karakuri.sim.physics import PhysicsError
 from mujoco import rollout
+
+from karakuri.sim.physics import PhysicsError
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 

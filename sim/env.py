@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import mujoco
 import numpy as np
 import torch
+
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.backends import make_physics
 from karakuri.sim.observations import ObsAssembler
@@ -33,11 +34,16 @@ class EpisodeStats:
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def build_model(robot: RobotSpec, task: Task) -> mujoco.MjModel:
-    """The robot's model plus the task's objects and sensors, compiled."""
+def build_spec(robot: RobotSpec, task: Task) -> mujoco.MjSpec:
+    """The robot's MjSpec with the task's objects and sensors added (not compiled)."""
     spec = mujoco.MjSpec.from_file(robot.model_path)
     task.build_scene(spec)
-    return spec.compile()
+    return spec
+
+
+def build_model(robot: RobotSpec, task: Task) -> mujoco.MjModel:
+    """The robot's model plus the task's objects and sensors, compiled."""
+    return build_spec(robot, task).compile()
 
 
 class BatchedEnv:

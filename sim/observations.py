@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from karakuri.sim.task import ObsTerm
 from torch import nn
+
+from karakuri.sim.task import ObsTerm
 
 
 class ObsAssembler(nn.Module):

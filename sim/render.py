@@ -8,6 +8,7 @@ from typing import Any
 
 import mujoco
 import numpy as np
+
 from karakuri.sim.env import BatchedEnv
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import mujoco
 import torch
+
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 
@@ -226,6 +227,13 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def success(self, physics: Physics) -> torch.Tensor:
         """Task success right now, shape (N,) bool (judged at the end of an episode)."""
+
+    def set_command(self, command: torch.Tensor) -> None:
+        """Override the sampled ``command`` signal of every world (e.g. fixed targets).
+
+        Lets an evaluation run on exactly the commands a deployment used.  Shape: (N, k).
+        """
+        raise NotImplementedError(f"task {self.name!r} has no settable command")
 
     def metrics(self, physics: Physics) -> dict[str, torch.Tensor]:
         """Extra per-world metrics to report at episode end (e.g. peak speed), each (N,)."""

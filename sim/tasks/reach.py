@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import mujoco
 import torch
+
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
@@ -159,6 +160,14 @@ class Reach(Task):
         # the mirrored finger follows the commanded one
         qpos[:, self._arm_qadr[-1] + 1 :] = qpos[:, self._arm_qadr[-1] : self._arm_qadr[-1] + 1]
         return qpos, torch.zeros(n, physics.qvel.shape[1], device=self._dev)
+
+    def set_command(self, command: torch.Tensor) -> None:
+        """Fixed targets, m, base frame. Shape: (N, 3)."""
+        if command.shape != self.target.shape:
+            raise ValueError(
+                f"reach targets have shape {tuple(self.target.shape)}, got {tuple(command.shape)}"
+            )
+        self.target = command.to(self.target)
 
     def marker_positions(self, world: int) -> dict[str, list[float]]:
         """Mocap marker positions for rendering world ``world`` (the target sphere)."""
