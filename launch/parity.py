@@ -1,5 +1,7 @@
-"""Sim-in-the-loop parity: deploy a policy file against the virtual MCU, then evaluate the
-same file in batched simulation on exactly the commands the deployment ran.
+"""Sim-in-the-loop parity: the loop's success next to sim's, on the same commands.
+
+A policy file is deployed against the virtual MCU, then evaluated in batched simulation on
+exactly the commands the deployment ran.
 """
 
 from __future__ import annotations
