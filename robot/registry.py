@@ -15,6 +15,7 @@ DESCRIPTIONS = Path(__file__).resolve().parent / "descriptions"
 # Robot name -> sidecar YAML.
 ROBOTS: dict[str, Path] = {
     "industrial_arm": DESCRIPTIONS / "industrial_arm" / "industrial_arm.yaml",
+    "care_arm": DESCRIPTIONS / "care_arm" / "care_arm.yaml",
 }
 
 
