@@ -16,11 +16,20 @@ def _reach(robot: RobotSpec) -> Task:
     return Reach(robot)
 
 
+def _pick_place(robot: RobotSpec) -> Task:
+    from karakuri.sim.tasks.pick_place import PickPlace
+
+    return PickPlace(robot)
+
+
 # Task name -> factory taking the robot spec.
-TASKS: dict[str, Callable[[RobotSpec], Task]] = {"reach": _reach}
+TASKS: dict[str, Callable[[RobotSpec], Task]] = {"reach": _reach, "pick_place": _pick_place}
 
 # Task name -> robots it is defined for (the first is the default).
-TASK_ROBOTS: dict[str, tuple[str, ...]] = {"reach": ("industrial_arm",)}
+TASK_ROBOTS: dict[str, tuple[str, ...]] = {
+    "reach": ("industrial_arm",),
+    "pick_place": ("industrial_arm",),
+}
 
 
 def make_task(name: str, robot: str | RobotSpec | None = None) -> Task:
@@ -32,7 +41,7 @@ def make_task(name: str, robot: str | RobotSpec | None = None) -> Task:
     try:
         factory = TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {sorted(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; valid tasks: {list(TASKS)}") from None
     spec = robot if isinstance(robot, RobotSpec) else load_robot(robot or TASK_ROBOTS[name][0])
     return factory(spec)
 

@@ -1,0 +1,373 @@
+"""Pick and place: grasp a box from a randomized pose on the table and put it into a bin.
+
+The industrial arm stands on the cell's table (the floor plane, z = 0).  A 4 cm box (0.1 kg)
+lies at a random position and yaw in the pick area; a bin with 8 cm walls stands at a fixed
+position (``PickPlaceConfig.bin_xy``).  Success, judged at the episode's end: the box is inside
+the bin, released (gripper open, no finger-pad contact) and the arm is clear (tool above
+``clear_height``).
+
+Observations (policy): joint positions and velocities (the gripper is the 7th joint), the box
+pose as a vision system reports it (``object_pose`` = x, y, z in m, world frame, and yaw in rad
+folded into [-pi/4, pi/4) since a cube looks the same every quarter turn; noisy in simulation
+when randomization is on) and the last action.  The bin is fixed, so it is not an input.
+Privileged (critic only): the true box position and orientation, the tool position, box-to-tool
+and box-to-bin vectors and the finger-pad contact forces.
+
+Actions: deltas of all seven joint targets from the measured pose (arm: rad, gripper: m).
+Rewards: named stage terms, each in [0, 1] and saturated once the box is in the bin, so every
+later stage pays more than the one before: reach, grasp, lift, carry, place, release, clear;
+minus action-rate and joint-speed penalties.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import mujoco
+import torch
+
+from karakuri.robot.spec import RobotSpec
+from karakuri.sim.physics import Physics
+from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
+
+#: The industrial arm's finger-pad geoms (the only robot geoms that collide).
+PAD_GEOMS: tuple[str, str] = ("finger_left_pad", "finger_right_pad")
+BOX, BIN = "pp_box", "pp_bin"
+S_TOOL, S_BOX_POS, S_BOX_QUAT = "pp_tool_pos", "pp_box_pos", "pp_box_quat"
+S_TOUCH = ("pp_touch_left", "pp_touch_right")
+BOX_HALF = 0.02  # m
+TOUCH_N = 0.1  # a pad counts as touching above this normal force, N
+
+
+def default_randomization() -> Randomization:
+    """Ranges used when training with ``--randomize``: object mass/friction, gains, noise."""
+    return Randomization(
+        friction=(0.7, 1.3),
+        mass=(0.6, 1.5),
+        actuator_gain=(0.9, 1.1),
+        joint_damping=(0.8, 1.25),
+        obs_noise=1.0,
+        action_latency_steps=1,
+    )
+
+
+@dataclass(frozen=True)
+class PickPlaceConfig:
+    """Pick-and-place settings (lengths in m, world frame; angles in rad).
+
+    Attributes:
+        ctrl_dt: Control period, s.
+        episode_s: Episode length, s.
+        box_low: Lower corner (x, y) of the pick area the box centre is drawn from.
+        box_high: Upper corner (x, y) of the pick area.
+        yaw_range: The box yaw is uniform in +-yaw_range.
+        bin_xy: Centre of the bin.
+        bin_inner: Half-width of the bin's inside.
+        wall_height: Height of the bin walls.
+        clear_height: The tool counts as clear above this height.
+        arm_scale: Arm joint target change per unit action, rad.
+        gripper_scale: Gripper target change per unit action, m.
+        init_noise: Half-width of the uniform noise on the initial arm pose, rad.
+        pose_noise: Std of the simulated vision noise on ``object_pose`` (m and rad).
+        randomize: Domain randomization ranges.
+    """
+
+    ctrl_dt: float = 0.02
+    episode_s: float = 5.0
+    box_low: tuple[float, float] = (0.40, -0.25)
+    box_high: tuple[float, float] = (0.62, 0.05)
+    yaw_range: float = math.pi / 4
+    bin_xy: tuple[float, float] = (0.50, 0.32)
+    bin_inner: float = 0.08
+    wall_height: float = 0.08
+    clear_height: float = 0.18
+    arm_scale: float = 0.05
+    gripper_scale: float = 0.008
+    init_noise: float = 0.05
+    pose_noise: float = 0.005
+    randomize: Randomization = field(default_factory=default_randomization)
+
+    def __post_init__(self) -> None:
+        if any(lo >= hi for lo, hi in zip(self.box_low, self.box_high, strict=True)):
+            raise ValueError(f"box_low {self.box_low} must be below box_high {self.box_high}")
+        if self.bin_inner <= BOX_HALF:
+            raise ValueError(f"bin_inner {self.bin_inner} m must exceed the box half-size")
+        if min(self.arm_scale, self.gripper_scale, self.wall_height) <= 0:
+            raise ValueError("arm_scale, gripper_scale and wall_height must be > 0")
+
+
+def yaw_of(quat: torch.Tensor) -> torch.Tensor:
+    """Yaw (rotation about world z) of quaternions (w, x, y, z). Shape: (N, 4) -> (N,), rad."""
+    w, x, y, z = quat.unbind(-1)
+    return torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def fold_yaw(yaw: torch.Tensor) -> torch.Tensor:
+    """Yaw modulo a quarter turn, in [-pi/4, pi/4): a cube's pose as vision reports it."""
+    q = math.pi / 2
+    return torch.remainder(yaw + q / 2, q) - q / 2
+
+
+def mirror_qposadr(model: mujoco.MjModel, joint_id: int) -> list[int]:
+    """Qpos addresses of the joints a joint equality couples to ``joint_id`` (mirror fingers)."""
+    return [
+        int(model.jnt_qposadr[model.eq_obj1id[e]])
+        for e in range(model.neq)
+        if model.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and model.eq_obj2id[e] == joint_id
+    ]
+
+
+class PickPlace(Task):
+    """The pick-and-place task (see module docstring)."""
+
+    name = "pick_place"
+    extra_signals: ClassVar[dict[str, int]] = {"object_pose": 4}
+
+    def __init__(self, robot: RobotSpec, config: PickPlaceConfig | None = None) -> None:
+        self.cfg = config or PickPlaceConfig()
+        super().__init__(robot, self.cfg.ctrl_dt, self.cfg.episode_s)
+        if not robot.tool_site or len(robot.gripper_joints) != 1:
+            raise ValueError(
+                f"pick_place needs a tool site and one gripper joint; robot {robot.name!r} has "
+                f"tool_site={robot.tool_site!r}, gripper_joints={list(robot.gripper_joints)}"
+            )
+
+    # -- declaration --------------------------------------------------------------------
+    @property
+    def obs_terms(self) -> list[ObsTerm]:
+        """Robot and vision signals, then privileged state for the critic."""
+        return [
+            ObsTerm(
+                "joint_pos_rel", "joint_pos", offset=tuple(self.robot.default_pose), noise=0.005
+            ),
+            ObsTerm("joint_vel", "joint_vel", scale=0.1, noise=0.05),
+            ObsTerm("object_pose", "object_pose", noise=self.cfg.pose_noise),
+            ObsTerm("last_action", "last_action"),
+            ObsTerm("box_pos", "box_pos", privileged=True),
+            ObsTerm("box_quat", "box_quat", privileged=True),
+            ObsTerm("box_to_tool", "box_to_tool", scale=5.0, privileged=True),
+            ObsTerm("box_to_bin", "box_to_bin", scale=2.0, privileged=True),
+            ObsTerm("pad_force", "pad_force", scale=0.1, privileged=True),
+        ]
+
+    @property
+    def reward_scales(self) -> dict[str, float]:
+        """Stage terms grow along the task; penalties are small."""
+        return {
+            "reach": 1.0,
+            "grasp": 1.0,
+            "lift": 2.0,
+            "carry": 3.0,
+            "place": 4.0,
+            "release": 2.0,
+            "clear": 3.0,
+            "action_rate": -0.02,
+            "joint_vel": -0.001,
+        }
+
+    @property
+    def action_map(self) -> ActionMap:
+        """Deltas on the six arm joints and the gripper."""
+        r = self.robot
+        return ActionMap(
+            kind="joint_position_delta",
+            joints=tuple(range(r.n_joints)),
+            scale=(self.cfg.arm_scale,) * r.n_arm + (self.cfg.gripper_scale,),
+            hold=tuple(r.default_pose),
+            lower=tuple(r.lower),
+            upper=tuple(r.upper),
+            default_pose=tuple(r.default_pose),
+        )
+
+    @property
+    def randomization(self) -> Randomization:
+        """As configured (used when the env is built with ``randomize=True``)."""
+        return self.cfg.randomize
+
+    # -- scene ---------------------------------------------------------------------------
+    def build_scene(self, spec: mujoco.MjSpec) -> None:
+        """Add the box (free body), the bin, pad touch sensors and pose sensors."""
+        c, w = self.cfg, spec.worldbody
+        mat = w.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, contype=0, conaffinity=0)
+        mat.size = [(h - lo) / 2 + 0.03 for lo, h in zip(c.box_low, c.box_high, strict=True)] + [
+            0.0005
+        ]
+        mat.pos = [(lo + h) / 2 for lo, h in zip(c.box_low, c.box_high, strict=True)] + [0.0]
+        mat.rgba = [0.3, 0.45, 0.35, 1.0]
+        box = w.add_body(name=BOX, pos=[*mat.pos[:2], BOX_HALF])
+        box.add_freejoint(name=f"{BOX}_joint")
+        box.add_geom(
+            type=mujoco.mjtGeom.mjGEOM_BOX,
+            size=[BOX_HALF] * 3,
+            mass=0.1,
+            friction=[1.0, 0.01, 0.001],
+            condim=4,
+            rgba=[0.9, 0.45, 0.1, 1.0],
+        )
+        self._add_bin(w)
+        for pad, sensor in zip(PAD_GEOMS, S_TOUCH, strict=True):
+            g = spec.geom(pad)
+            if g is None:
+                raise ValueError(f"robot {self.robot.name!r} has no finger-pad geom {pad!r}")
+            site = g.parent.add_site(
+                name=f"{sensor}_zone",
+                type=mujoco.mjtGeom.mjGEOM_BOX,
+                pos=list(g.pos),
+                size=[s + 0.002 for s in g.size],
+                group=4,
+            )
+            spec.add_sensor(name=sensor, type=mujoco.mjtSensor.mjSENS_TOUCH,
+                            objtype=mujoco.mjtObj.mjOBJ_SITE, objname=site.name)
+        for name, kind, objtype, obj in (
+            (S_TOOL, mujoco.mjtSensor.mjSENS_FRAMEPOS, mujoco.mjtObj.mjOBJ_SITE,
+             self.robot.tool_site),
+            (S_BOX_POS, mujoco.mjtSensor.mjSENS_FRAMEPOS, mujoco.mjtObj.mjOBJ_BODY, BOX),
+            (S_BOX_QUAT, mujoco.mjtSensor.mjSENS_FRAMEQUAT, mujoco.mjtObj.mjOBJ_BODY, BOX),
+        ):
+            spec.add_sensor(name=name, type=kind, objtype=objtype, objname=obj)
+
+    def _add_bin(self, world: mujoco.MjsBody) -> None:
+        c = self.cfg
+        b = world.add_body(name=BIN, pos=[*c.bin_xy, 0.0])
+        t, h, r = 0.005, c.wall_height / 2, c.bin_inner + 0.005
+        for pos, size in (
+            ((r, 0, h), (t, r + t, h)),
+            ((-r, 0, h), (t, r + t, h)),
+            ((0, r, h), (r + t, t, h)),
+            ((0, -r, h), (r + t, t, h)),
+        ):
+            b.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(pos), size=list(size),
+                       rgba=[0.2, 0.35, 0.7, 1.0])
+        b.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, 0.0005],
+                   size=[r, r, 0.0005], contype=0, conaffinity=0, rgba=[0.15, 0.25, 0.5, 1])
+
+    def bind(self, ctx: TaskContext) -> None:
+        """Resolve sensors and joints; allocate per-world buffers."""
+        m, dev = ctx.model, ctx.device
+
+        def sens(name: str, k: int) -> slice:
+            adr = int(m.sensor_adr[m.sensor(name).id])
+            return slice(adr, adr + k)
+
+        self._tool, self._box_pos = sens(S_TOOL, 3), sens(S_BOX_POS, 3)
+        self._box_quat = sens(S_BOX_QUAT, 4)
+        self._touch = [int(m.sensor_adr[m.sensor(s).id]) for s in S_TOUCH]
+        j = m.joint(f"{BOX}_joint")
+        self._box_qadr, self._box_dadr = int(j.qposadr[0]), int(j.dofadr[0])
+        self._arm_qadr = torch.tensor(
+            [int(m.joint(n).qposadr[0]) for n in self.robot.joint_names], device=dev
+        )
+        self._arm_dadr = torch.tensor(
+            [int(m.joint(n).dofadr[0]) for n in self.robot.arm_joints], device=dev
+        )
+        grip = m.joint(self.robot.gripper_joints[0])
+        self._grip_adr = int(grip.qposadr[0])
+        self._mirror_adr = mirror_qposadr(m, int(grip.id))
+        self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=dev)
+        self._gen, self._dev = ctx.generator, dev
+        self._lo = torch.tensor(self.cfg.box_low, device=dev)
+        self._hi = torch.tensor(self.cfg.box_high, device=dev)
+        self._bin = torch.tensor(self.cfg.bin_xy, device=dev)
+        self._above_bin = torch.tensor([*self.cfg.bin_xy, self.cfg.wall_height + 0.07], device=dev)
+        self.max_lift = torch.zeros(ctx.num_worlds, device=dev)
+
+    # -- episodes ------------------------------------------------------------------------
+    def reset_worlds(
+        self, mask: torch.Tensor, physics: Physics
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A new box pose and a noisy home pose (gripper open) for the masked worlds."""
+        n, dev, g = physics.num_worlds, self._dev, self._gen
+        qpos = self._qpos0.expand(n, -1).clone()
+        noise = torch.rand(n, self.robot.n_joints, device=dev, generator=g) * 2 - 1
+        noise[:, self.robot.n_arm :] = 0.0
+        home = torch.tensor(self.robot.default_pose.tolist(), device=dev)
+        qpos[:, self._arm_qadr] = home + self.cfg.init_noise * noise
+        qpos[:, self._mirror_adr] = qpos[:, self._grip_adr : self._grip_adr + 1].clone()
+        u = torch.rand(n, 3, device=dev, generator=g)
+        xy = self._lo + (self._hi - self._lo) * u[:, :2]
+        half_yaw = (u[:, 2] * 2 - 1) * self.cfg.yaw_range / 2
+        a = self._box_qadr
+        qpos[:, a : a + 2] = xy
+        qpos[:, a + 2] = BOX_HALF
+        qpos[:, a + 3] = torch.cos(half_yaw)
+        qpos[:, a + 4 : a + 6] = 0.0
+        qpos[:, a + 6] = torch.sin(half_yaw)
+        self.max_lift = torch.where(mask, torch.zeros_like(self.max_lift), self.max_lift)
+        return qpos, torch.zeros(n, physics.qvel.shape[1], device=dev)
+
+    # -- state ---------------------------------------------------------------------------
+    def _state(self, physics: Physics) -> dict[str, torch.Tensor]:
+        """Positions and stage flags shared by rewards, success and metrics."""
+        sd = physics.sensordata
+        tool, box = sd[:, self._tool], sd[:, self._box_pos]
+        fl, fr = sd[:, self._touch[0]], sd[:, self._touch[1]]
+        c = self.cfg
+        near = torch.linalg.norm(box - tool, dim=-1) < 0.03
+        grasped = (fl > TOUCH_N) & (fr > TOUCH_N) & near
+        off = (box[:, :2] - self._bin).abs().amax(dim=-1)
+        in_bin = (off < c.bin_inner - 0.005) & (box[:, 2] < c.wall_height)
+        released = (physics.qpos[:, self._grip_adr] > 0.03) & (fl < 0.01) & (fr < 0.01)
+        clear = tool[:, 2] > c.clear_height
+        return {
+            "tool": tool, "box": box, "grasped": grasped, "in_bin": in_bin,
+            "released": released, "success": in_bin & released & clear,
+            "lift": box[:, 2] - BOX_HALF,
+        }
+
+    def signals(self, physics: Physics) -> dict[str, torch.Tensor]:
+        """``object_pose`` (vision) and the privileged box, tool and contact state."""
+        sd = physics.sensordata
+        tool, box, quat = sd[:, self._tool], sd[:, self._box_pos], sd[:, self._box_quat]
+        pose = torch.cat([box, fold_yaw(yaw_of(quat))[:, None]], dim=-1)
+        above = self._above_bin.expand_as(box)
+        return {
+            "object_pose": pose,
+            "box_pos": box,
+            "box_quat": quat,
+            "box_to_tool": tool - box,
+            "box_to_bin": above - box,
+            "pad_force": sd[:, self._touch],
+        }
+
+    def reward_terms(
+        self, physics: Physics, action: torch.Tensor, last_action: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Stage terms in [0, 1] (see module docstring) and two penalties."""
+        s = self._state(physics)
+        in_bin, grasped = s["in_bin"], s["grasped"]
+        one = torch.ones_like(s["lift"])
+        d_tool = torch.linalg.norm(s["tool"] - s["box"], dim=-1)
+        d_bin = torch.linalg.norm(self._above_bin - s["box"], dim=-1)
+        lifted = grasped & (s["lift"] > 0.02)
+        self.max_lift = torch.maximum(self.max_lift, s["lift"] * grasped)
+        return {
+            "reach": torch.where(in_bin, one, 1 - torch.tanh(d_tool / 0.2)),
+            "grasp": (grasped & ~in_bin).float(),
+            "lift": torch.where(in_bin, one, grasped * (s["lift"] / 0.1).clamp(0, 1)),
+            "carry": torch.where(in_bin, one, lifted * (1 - torch.tanh(d_bin / 0.15))),
+            "place": in_bin.float(),
+            "release": (in_bin & s["released"]).float(),
+            "clear": s["success"].float(),
+            "action_rate": torch.sum((action - last_action) ** 2, dim=-1),
+            "joint_vel": torch.sum(physics.qvel[:, self._arm_dadr] ** 2, dim=-1),
+        }
+
+    def terminated(self, physics: Physics) -> torch.Tensor:
+        """The box left the reachable table (knocked away or thrown): a failure."""
+        box = physics.sensordata[:, self._box_pos]
+        return (torch.linalg.norm(box[:, :2], dim=-1) > 1.0) | (box[:, 2] < -0.05)
+
+    def success(self, physics: Physics) -> torch.Tensor:
+        """Box in the bin, released, arm clear."""
+        return self._state(physics)["success"]
+
+    def metrics(self, physics: Physics) -> dict[str, torch.Tensor]:
+        """Final box-to-bin distance (xy, m), box in bin (0/1), highest grasped lift (m)."""
+        s = self._state(physics)
+        return {
+            "bin_distance": torch.linalg.norm(s["box"][:, :2] - self._bin, dim=-1),
+            "in_bin": s["in_bin"].float(),
+            "max_lift": self.max_lift.clone(),
+        }
