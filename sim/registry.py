@@ -22,13 +22,24 @@ def _pick_place(robot: RobotSpec) -> Task:
     return PickPlace(robot)
 
 
+def _handover(robot: RobotSpec) -> Task:
+    from karakuri.sim.tasks.handover import Handover
+
+    return Handover(robot)
+
+
 # Task name -> factory taking the robot spec.
-TASKS: dict[str, Callable[[RobotSpec], Task]] = {"reach": _reach, "pick_place": _pick_place}
+TASKS: dict[str, Callable[[RobotSpec], Task]] = {
+    "reach": _reach,
+    "pick_place": _pick_place,
+    "handover": _handover,
+}
 
 # Task name -> robots it is defined for (the first is the default).
 TASK_ROBOTS: dict[str, tuple[str, ...]] = {
     "reach": ("industrial_arm",),
     "pick_place": ("industrial_arm",),
+    "handover": ("care_arm",),
 }
 
 
