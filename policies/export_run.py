@@ -94,22 +94,28 @@ def check_matches_sim(
     return err
 
 
+def sb3_policy_module(run_dir: str | Path, env: BatchedEnv) -> ex.PolicyModule:
+    """The policy-file module of an SB3 run for ``env``'s task (what gets exported)."""
+    model, norm, _ = load_sb3(run_dir)
+    k = env.obs_size
+    normalizer = ex.Normalizer(mean=norm.mean[:k], var=norm.var[:k], eps=norm.eps, clip=norm.clip)
+    return policy_module_for(env, normalizer, actor_module(model, k))
+
+
 def export_run(
     run_dir: str | Path, out: str | Path, atol: float = 1e-5, worlds: int = 32
 ) -> ex.ExportReport:
     """Export a run's latest policy to ``out`` (see module docstring)."""
+    from karakuri.policies.sb3_trainer import load_config
+
     run_dir = Path(run_dir)
-    model, norm, cfg = load_sb3(run_dir)
+    cfg = load_config(run_dir)
     env = make_env(
         cfg.task, cfg.robot or None, num_worlds=worlds, seed=cfg.eval_seed, randomize=False
     )
     try:
-        k = env.obs_size
         act = sb3_pipeline(run_dir, env)
-        normalizer = ex.Normalizer(
-            mean=norm.mean[:k], var=norm.var[:k], eps=norm.eps, clip=norm.clip
-        )
-        module = policy_module_for(env, normalizer, actor_module(model, k))
+        module = sb3_policy_module(run_dir, env)
         states = record_states(env, act)
         check_matches_sim(module, env, act, states)
         meta = ex.make_metadata(
