@@ -247,15 +247,16 @@ class BatchedEnv:
 
     # -- internals -----------------------------------------------------------------------
     def _episode_info(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = torch.nonzero(done).flatten()  # one host sync; indexing by idx copies without one
         ep = {
-            "return": self.stats.ret[done].clone(),
-            "length": self.stats.length[done].clone(),
-            "success": self.task.success(self.physics)[done].float(),
+            "return": self.stats.ret[idx],
+            "length": self.stats.length[idx],
+            "success": self.task.success(self.physics)[idx].float(),
         }
         for k, v in self.task.metrics(self.physics).items():
-            ep[k] = v[done].clone()
+            ep[k] = v[idx]
         for k, v in self.stats.terms.items():
-            ep[f"reward/{k}"] = v[done].clone()
+            ep[f"reward/{k}"] = v[idx]
         return ep
 
     def _reset(self, mask: torch.Tensor) -> None:
@@ -263,12 +264,13 @@ class BatchedEnv:
             self._randomize_model(mask)
         qpos, qvel = self.task.reset_worlds(mask, self.physics)
         self.physics.reset_worlds(mask, qpos, qvel)
-        self.physics.ctrl[mask] = 0.0
+        # masked_fill_, not x[mask] = v: boolean indexing waits for the GPU (a host sync)
+        self.physics.ctrl.masked_fill_(mask[:, None], 0.0)
         self.physics.ctrl[:, self.ctrl_idx] = torch.where(
             mask[:, None], self.physics.qpos[:, self.qpos_idx], self.physics.ctrl[:, self.ctrl_idx]
         )
-        self.last_action[mask] = 0.0
-        self._action_buf[mask] = 0.0
+        self.last_action.masked_fill_(mask[:, None], 0.0)
+        self._action_buf.masked_fill_(mask[:, None, None], 0.0)
         if self.rand.action_latency_steps:
             lat = torch.randint(
                 0,
@@ -278,11 +280,11 @@ class BatchedEnv:
                 generator=self.generator,
             )
             self._latency = torch.where(mask, lat, self._latency)
-        self.step_count[mask] = 0
-        self.stats.ret[mask] = 0.0
-        self.stats.length[mask] = 0
+        self.step_count.masked_fill_(mask, 0)
+        self.stats.ret.masked_fill_(mask, 0.0)
+        self.stats.length.masked_fill_(mask, 0)
         for v in self.stats.terms.values():
-            v[mask] = 0.0
+            v.masked_fill_(mask, 0.0)
 
     def _delay(self, action: torch.Tensor) -> torch.Tensor:
         if not self.rand.action_latency_steps:

@@ -92,19 +92,31 @@ class ActionMap:
         Returns:
             (joint_target (B, n_joints) clipped to the limits, clipped action (B, size)).
         """
-        dev, dt = joint_pos.device, joint_pos.dtype
         a = action.clamp(-1.0, 1.0)
-        idx = torch.tensor(self.joints, device=dev)
-        base = (
-            joint_pos
-            if self.kind == "joint_position_delta"
-            else torch.tensor(self.default_pose, device=dev, dtype=dt).expand_as(joint_pos)
-        )
-        target = torch.tensor(self.hold, device=dev, dtype=dt).expand_as(joint_pos).clone()
-        target[:, idx] = base[:, idx] + a * torch.tensor(self.scale, device=dev, dtype=dt)
-        lo = torch.tensor(self.lower, device=dev, dtype=dt)
-        hi = torch.tensor(self.upper, device=dev, dtype=dt)
+        idx, default, hold, scale, lo, hi = self._constants(joint_pos.device, joint_pos.dtype)
+        base = joint_pos if self.kind == "joint_position_delta" else default.expand_as(joint_pos)
+        target = hold.expand_as(joint_pos).clone()
+        target[:, idx] = base[:, idx] + a * scale
         return torch.maximum(torch.minimum(target, hi), lo), a
+
+    def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        """The map's tuples as tensors on ``device``, made once per device and dtype.
+
+        Copying them to a GPU at every call would wait for the GPU (a host sync) every step.
+        """
+        key = (self, device, dtype)
+        if key not in _ACTION_CONSTANTS:
+            _ACTION_CONSTANTS[key] = (
+                torch.tensor(self.joints, device=device),
+                *(
+                    torch.tensor(v, device=device, dtype=dtype)
+                    for v in (self.default_pose, self.hold, self.scale, self.lower, self.upper)
+                ),
+            )
+        return _ACTION_CONSTANTS[key]
+
+
+_ACTION_CONSTANTS: dict[tuple[ActionMap, torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,9 @@ class Reach(Task):
         self._arm_qadr = torch.tensor(
             [m.jnt_qposadr[m.joint(j).id] for j in self.robot.joint_names], device=ctx.device
         )
+        # made here, not per reset: building or slicing by device tensors waits for the GPU
+        self._home = torch.tensor(self.robot.default_pose.tolist(), device=ctx.device)
+        self._finger = int(m.jnt_qposadr[m.joint(self.robot.joint_names[-1]).id])
 
     def reset_worlds(
         self, mask: torch.Tensor, physics: Physics
@@ -153,12 +156,11 @@ class Reach(Task):
         u = torch.rand(n, 3, device=self._dev, generator=self._gen)
         self.target = torch.where(mask[:, None], self._lo + (self._hi - self._lo) * u, self.target)
         qpos = self._qpos0.expand(n, -1).clone()
-        home = torch.tensor(self.robot.default_pose.tolist(), device=self._dev)
         noise = torch.rand(n, self.robot.n_joints, device=self._dev, generator=self._gen) * 2 - 1
         noise[:, self.robot.n_arm :] = 0.0
-        qpos[:, self._arm_qadr] = home + self.cfg.init_noise * noise
+        qpos[:, self._arm_qadr] = self._home + self.cfg.init_noise * noise
         # the mirrored finger follows the commanded one
-        qpos[:, self._arm_qadr[-1] + 1 :] = qpos[:, self._arm_qadr[-1] : self._arm_qadr[-1] + 1]
+        qpos[:, self._finger + 1 :] = qpos[:, self._finger : self._finger + 1]
         return qpos, torch.zeros(n, physics.qvel.shape[1], device=self._dev)
 
     def set_command(self, command: torch.Tensor) -> None:
