@@ -32,14 +32,17 @@ import tty
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mujoco
 import numpy as np
+
 from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
 from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.robot.spec import RobotSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,15 @@ class MujocoPlant:
     Args:
         spec: The robot; ``spec.model_path`` must be an MJCF with one position actuator per
             controlled joint.
+        model: A compiled scene to simulate instead of the bare robot: the robot plus a task's
+            objects and sensors (``karakuri.sim.env.build_model``).
     """
 
-    def __init__(self, spec: RobotSpec) -> None:
-        if not spec.model_path:
+    def __init__(self, spec: RobotSpec, model: mujoco.MjModel | None = None) -> None:
+        if model is None and not spec.model_path:
             raise ValueError(f"robot {spec.name!r}: no model_path; the virtual MCU needs an MJCF")
-        self.model = mujoco.MjModel.from_xml_path(str(spec.model_path))
+        self.model = model if model is not None else mujoco.MjModel.from_xml_path(
+            str(spec.model_path))
         self.data = mujoco.MjData(self.model)
         m = self.model
         jids = [self._id(mujoco.mjtObj.mjOBJ_JOINT, j, spec) for j in spec.joint_names]
@@ -129,6 +135,8 @@ class VirtualMCU:
         spec: The robot (its MJCF, joint order, limits).
         config: How it runs.
         faults: Link faults from the start (see :meth:`inject` to change them later).
+        model: Simulate this compiled scene (robot plus a task's objects) instead of the bare
+            robot's MJCF; see :meth:`plant_call` to read or lay out its objects.
 
     Example::
 
@@ -137,9 +145,9 @@ class VirtualMCU:
     """
 
     def __init__(self, spec: RobotSpec, config: VirtualMCUConfig | None = None,
-                 faults: FaultConfig | None = None) -> None:
+                 faults: FaultConfig | None = None, model: mujoco.MjModel | None = None) -> None:
         self.spec, self.config = spec, config or VirtualMCUConfig()
-        self.plant = MujocoPlant(spec)
+        self.plant = MujocoPlant(spec, model)
         rate = self.config.state_rate_hz or spec.control_rate_hz
         limits = McuLimits(spec.joint_hash(), spec.lower, spec.upper, spec.velocity_limit,
                            spec.effort_limit, spec.accel_limit)
@@ -270,6 +278,16 @@ class VirtualMCU:
             raise ValueError(f"robot {self.spec.name!r} has no tool_site")
         with self._lock:
             return self.plant.data.site_xpos[self.plant.site].copy()
+
+    def plant_call(self, fn: Callable[[mujoco.MjModel, mujoco.MjData], T]) -> T:
+        """``fn(model, data)`` on the plant between two physics steps; returns its result.
+
+        For a simulated perception system (read an object's pose) and for laying out a new
+        episode's objects (write their qpos, then ``mj_forward``).  ``fn`` must be quick: the
+        servo waits for it.
+        """
+        with self._lock:
+            return fn(self.plant.model, self.plant.data)
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Measured positions (rad or m), velocities and efforts. Shape of each: (n_joints,)."""

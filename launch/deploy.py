@@ -2,8 +2,9 @@
 
 ``deploy(load_launch("launch/reach_sil.yaml"))`` is what ``karakuri deploy`` runs.  Only the
 link kind in use is imported: ``serial`` needs pyserial, ``ros2`` rclpy, ``sil`` MuJoCo (for
-the virtual MCU's plant).  With ``serial`` or ``ros2`` and no MuJoCo installed, the robot spec
-comes from the policy file's metadata, so an edge box needs neither torch nor MuJoCo.
+the virtual MCU's plant; with a launch ``task``, also torch for the task's scene and signals,
+:mod:`karakuri.launch.plant_signals`).  With ``serial`` or ``ros2`` and no MuJoCo installed, the
+robot spec comes from the policy file's metadata, so an edge box needs neither torch nor MuJoCo.
 """
 
 from __future__ import annotations
@@ -159,12 +160,13 @@ def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
 
 
 @contextlib.contextmanager
-def open_link(cfg: LaunchConfig, spec: RobotSpec,
-              rate_hz: float) -> Iterator[tuple[Link, Plant | None]]:
+def open_link(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
+              model: Any = None) -> Iterator[tuple[Link, Plant | None]]:
     """Build, connect and finally close the link of ``cfg.link`` (and the SIL plant).
 
     Serial links connect without arming; the loop arms them just before its first tick, so
-    the MCU watchdog (3 periods or 50 ms) starts with the loop.
+    the MCU watchdog (3 periods or 50 ms) starts with the loop.  ``model``: the compiled scene
+    the SIL plant simulates instead of the bare robot (a task's objects included).
     """
     from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 
@@ -176,7 +178,8 @@ def open_link(cfg: LaunchConfig, spec: RobotSpec,
                                              command_rate_hz=rate_hz)
             link: Link = SerialLink(spec, serial_cfg)
         elif kind == "sil":
-            mcu = stack.enter_context(_virtual_mcu(link_cfg, spec, rate_hz))  # type: ignore[arg-type]
+            mcu = stack.enter_context(_virtual_mcu(link_cfg, spec, rate_hz,  # type: ignore[arg-type]
+                                                   model=model))
             plant = mcu
             link = SerialLink(spec, SerialLinkConfig(
                 port=mcu.port, command_rate_hz=rate_hz, arm_on_connect=False,
@@ -191,12 +194,13 @@ def open_link(cfg: LaunchConfig, spec: RobotSpec,
 
 
 @contextlib.contextmanager
-def _virtual_mcu(sil: SilLinkConfig, spec: RobotSpec, rate_hz: float) -> Iterator[Any]:
+def _virtual_mcu(sil: SilLinkConfig, spec: RobotSpec, rate_hz: float,
+                 model: Any = None) -> Iterator[Any]:
     from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
 
     mcu_cfg = VirtualMCUConfig(link_path=sil.link_path, state_rate_hz=sil.state_rate_hz or rate_hz,
                                realtime=sil.paced, record_commands=sil.record_commands)
-    with VirtualMCU(spec, mcu_cfg, faults=sil.faults) as mcu:
+    with VirtualMCU(spec, mcu_cfg, faults=sil.faults, model=model) as mcu:
         yield mcu
 
 
@@ -259,6 +263,11 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
     spec = resolve_spec(cfg, policy)
     rate = resolve_rate(cfg, policy, spec)
     safety = build_safety(cfg, spec, rate)
+    scene = None
+    if cfg.task and link is None:
+        from karakuri.launch.plant_signals import scene_for
+
+        scene = scene_for(cfg, spec, policy)
     if "command" in policy.input_names and cfg.command is None:
         raise LaunchError(f"{cfg.source}: command: missing; the policy has a 'command' input, "
                           f"so the launch file needs a command section (targets or box)")
@@ -268,16 +277,24 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
     describe = getattr(policy, "describe", None)
     log(f"deploy: robot {spec.name} ({spec.n_joints} joints), link {cfg.link_kind}, {rate:g} Hz; "
         f"policy {describe() if describe else cfg.policy.name}")
-    link_cm = contextlib.nullcontext(link) if link is not None else open_link(cfg, spec, rate)
+    link_cm = (contextlib.nullcontext(link) if link is not None
+               else open_link(cfg, spec, rate, model=scene.model if scene else None))
     telemetry = open_telemetry(cfg, log)
     try:
         with link_cm as (the_link, plant):
+            commands = cfg.command.source() if cfg.command else None
+            evaluator = reach_evaluator(plant, cfg.success_radius_m) if plant else None
+            on_start, run_policy = None, policy
+            if scene is not None:
+                from karakuri.launch.plant_signals import wire_scene
+
+                wired = wire_scene(cfg, policy, scene, plant, log)
+                run_policy, commands = wired.policy, wired.commands
+                evaluator, on_start = wired.evaluator, wired.on_episode_start
             loop = ControlLoop(
-                the_link, policy, safety, loop_cfg,
-                commands=cfg.command.source() if cfg.command else None,
-                reset_pose=spec.default_pose, telemetry=telemetry,
-                evaluator=reach_evaluator(plant, cfg.success_radius_m) if plant else None,
-                realtime=realtime_for(cfg, plant, log), log=log)
+                the_link, run_policy, safety, loop_cfg, commands=commands,
+                reset_pose=spec.default_pose, telemetry=telemetry, evaluator=evaluator,
+                on_episode_start=on_start, realtime=realtime_for(cfg, plant, log), log=log)
             summary = loop.run()
     finally:
         if telemetry is not None:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
+
 from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.firmware_bridge.serial_link import SerialLinkConfig
-from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets
+from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets, PlantSignal
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
 
@@ -88,12 +89,35 @@ class TargetBox:
 
 
 @dataclass(frozen=True)
+class PlantSignalSection:
+    """``command.plant_signal``: a policy input read every tick from the simulated plant.
+
+    Sim-in-the-loop only: the virtual MCU simulates the scene of the launch file's ``task``;
+    each episode's objects are laid out from the task's own distribution, and the input is
+    computed from the plant as the task computes it in training (a simulated vision system).
+
+    Attributes:
+        signal: The policy input it feeds, e.g. ``object_pose`` (pick_place) or ``hand_pos``
+            (handover).
+        count: Number of episodes.
+        seed: Seed of the layouts and of the reading noise.
+        noise: Std of Gaussian noise on each reading, in the signal's unit.
+    """
+
+    signal: str
+    count: int
+    seed: int = 0
+    noise: float = 0.0
+
+
+@dataclass(frozen=True)
 class CommandConfig:
-    """``command:``: the task command per episode (exactly one of ``targets`` and ``box``).
+    """``command:``: episodes and their task input (one of targets, box, plant_signal).
 
     Attributes:
         targets: One command per episode, e.g. ``[[0.45, 0.1, 0.3], ...]`` (m).
         box: Draw the commands from a box instead.
+        plant_signal: Read a policy input from the simulated plant every tick instead.
         hold_s: Episode length, s (use the task's episode length for parity with sim eval).
         reset_s: Drive back to the default pose for this long before each episode, s; 0 runs
             the episodes back to back.
@@ -103,16 +127,21 @@ class CommandConfig:
     hold_s: float
     targets: tuple[tuple[float, ...], ...] = ()
     box: TargetBox | None = None
+    plant_signal: PlantSignalSection | None = None
     reset_s: float = 2.0
     repeat: int = 1
 
     def __post_init__(self) -> None:
-        if bool(self.targets) == (self.box is not None):
-            raise ValueError("give exactly one of 'targets' (a list of commands) and 'box'")
+        if bool(self.targets) + (self.box is not None) + (self.plant_signal is not None) != 1:
+            raise ValueError("give exactly one of 'targets' (a list of commands), 'box' and "
+                             "'plant_signal'")
         self.source()  # runs the source's own checks now, at load time
 
     def source(self) -> CommandSource:
         """The :class:`~karakuri.robot.loop_commands.CommandSource` this section describes."""
+        if self.plant_signal is not None:
+            p = self.plant_signal
+            return PlantSignal(p.signal, p.count, p.seed, self.hold_s, self.reset_s, p.noise)
         if self.box is not None:
             b = self.box
             return BoxTargets(b.lower, b.upper, b.count, b.seed, self.hold_s, self.reset_s)
@@ -160,6 +189,9 @@ class LaunchConfig:
         realtime: Real-time measures to try.
         loop: Timing and fault thresholds.
         success_radius_m: SIL only: tool-to-target distance counted as success, m.
+        task: SIL only: the sim task whose scene the virtual MCU simulates (the robot plus the
+            task's objects) and whose success judges each episode; needed by
+            ``command.plant_signal``.  Empty: the bare robot, judged by ``success_radius_m``.
         source: The launch file (set by :func:`load_launch`, not a YAML key).
     """
 
@@ -175,6 +207,7 @@ class LaunchConfig:
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     loop: LoopSection = field(default_factory=LoopSection)
     success_radius_m: float = 0.02
+    task: str = ""
     source: Path = field(default=Path("<memory>"), metadata={"yaml": False})
 
     def __post_init__(self) -> None:
@@ -184,6 +217,13 @@ class LaunchConfig:
             raise ValueError(f"duration_s: {self.duration_s} must be > 0 s")
         if self.soft_start_s < 0 or self.success_radius_m <= 0:
             raise ValueError("soft_start_s must be >= 0 s and success_radius_m > 0 m")
+        plant_fed = self.command is not None and self.command.plant_signal is not None
+        if plant_fed and not self.task:
+            raise ValueError("command.plant_signal reads the scene of a task: add 'task' (e.g. "
+                             "task: pick_place)")
+        if (plant_fed or self.task) and not isinstance(self.link, SilLinkConfig):
+            raise ValueError("'task' and command.plant_signal need a simulated plant: use "
+                             "link kind 'sil'")
 
     @property
     def link_kind(self) -> str:
@@ -330,6 +370,7 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-__all__ = ["CommandConfig", "LaunchConfig", "LaunchError", "LoopSection", "SafetyOverrides",
+__all__ = ["CommandConfig", "LaunchConfig", "LaunchError", "LoopSection", "PlantSignalSection",
+           "SafetyOverrides",
            "SerialLinkConfig", "SilLinkConfig", "TargetBox", "WorkspaceBox", "load_launch",
            "parse_launch"]

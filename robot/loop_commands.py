@@ -1,7 +1,9 @@
 """Where the control loop's task command comes from, episode by episode.
 
 A :class:`CommandSource` yields :class:`Episode` s: the task command (for reach: the tool
-target xyz, m, base frame) and how long to hold it.  ``reset_s`` says what happens between
+target xyz, m, base frame) and how long to hold it.  :class:`PlantSignal` instead feeds a
+policy input live, every tick, from what a perception system (in sim-in-the-loop: the
+simulated plant) sees, e.g. the pose of a box to pick.  ``reset_s`` says what happens between
 episodes: > 0 drives the robot back to the reset pose (the spec's default pose) for that long
 and resets the policy, the way a sim evaluation starts each episode at home; 0 runs the
 episodes back to back (continuous).
@@ -10,8 +12,8 @@ episodes back to back (continuous).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -123,6 +125,66 @@ class BoxTargets:
         lo, hi = np.asarray(self.lower, np.float64), np.asarray(self.upper, np.float64)
         for i in range(self.count):
             yield Episode(i, rng.uniform(lo, hi), self.hold_s)
+
+
+@dataclass(frozen=True)
+class PlantSignal:
+    """``count`` episodes whose policy input ``signal`` is read from the plant at every tick.
+
+    The source only describes the episodes; whoever owns the plant binds it (:meth:`bind`) to
+    ``read`` (the signal now, e.g. a box pose from a simulated vision system) and ``layout``
+    (lay out the scene's objects for a new episode, drawn from the task's own distribution).
+    The control loop calls :meth:`start` when an episode's run phase begins.
+
+    Attributes:
+        signal: The policy input it feeds, e.g. ``"object_pose"``.
+        count: Number of episodes.
+        seed: Seeds the scene layouts (and the reading noise) of the run.
+        hold_s: Episode length, s.
+        reset_s: Time to drive back to the reset pose before each episode, s (0: continuous).
+        noise: Std of Gaussian noise the reader adds, in the signal's unit (0: none).
+        read: Returns the signal now. Shape: (k,). Set by :meth:`bind`.
+        layout: Lays out a new episode's objects. Set by :meth:`bind`.
+    """
+
+    signal: str
+    count: int
+    seed: int
+    hold_s: float
+    reset_s: float = 2.0
+    noise: float = 0.0
+    read: Callable[[], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    layout: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_common(self.hold_s, self.reset_s)
+        if not self.signal:
+            raise ValueError("signal: name the policy input it feeds, e.g. 'object_pose'")
+        if self.count < 1:
+            raise ValueError(f"count: {self.count} must be >= 1")
+        if not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise ValueError(f"noise: {self.noise} must be a finite std >= 0")
+
+    def bind(self, read: Callable[[], np.ndarray], layout: Callable[[], None]) -> PlantSignal:
+        """This source wired to a plant's reader and scene layout."""
+        return replace(self, read=read, layout=layout)
+
+    def episodes(self) -> Iterator[Episode]:
+        """``count`` episodes with an empty command (the input comes from :meth:`sample`)."""
+        for i in range(self.count):
+            yield Episode(i, np.zeros(0), self.hold_s)
+
+    def start(self, episode: Episode) -> None:
+        """Lay out the scene for ``episode`` (the loop's ``on_episode_start``)."""
+        if self.layout is None:
+            raise RuntimeError(f"plant_signal {self.signal!r} is not bound to a plant")
+        self.layout()
+
+    def sample(self) -> np.ndarray:
+        """The signal now, float32. Shape: (k,)."""
+        if self.read is None:
+            raise RuntimeError(f"plant_signal {self.signal!r} is not bound to a plant")
+        return np.asarray(self.read(), np.float32)
 
 
 @dataclass
