@@ -244,9 +244,13 @@ class Handover(Task):
         self._arm_dadr = torch.tensor([int(m.joint(j).dofadr[0]) for j in self.robot.arm_joints],
                                       device=dev)
         grip = m.joint(self.robot.gripper_joints[0])
-        self._mirror = [int(m.jnt_qposadr[m.eq_obj1id[e]]) for e in range(m.neq)
-                        if m.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and m.eq_obj2id[e] == grip.id]
+        self._mirror = torch.tensor(
+            [int(m.jnt_qposadr[m.eq_obj1id[e]]) for e in range(m.neq)
+             if m.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and m.eq_obj2id[e] == grip.id],
+            dtype=torch.long, device=dev)
         self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=dev)
+        home = [*self.robot.default_pose[: self.robot.n_arm].tolist(), self.cfg.grip]
+        self._home = torch.tensor(home, device=dev)
         self._amp = torch.tensor(self.cfg.hand_amplitude, device=dev)
         self._gen, self._dev = ctx.generator, dev
         self.peak_speed = torch.zeros(n, device=dev)
@@ -263,17 +267,16 @@ class Handover(Task):
         qvel = torch.zeros(n, physics.qvel.shape[1], device=dev)
         noise = torch.rand(n, self.robot.n_joints, device=dev, generator=g) * 2 - 1
         noise[:, self.robot.n_arm:] = 0.0
-        home = torch.tensor(self.robot.default_pose.tolist(), device=dev)
-        home[self.robot.n_arm] = self.cfg.grip
-        qpos[:, self._arm_qadr] = home + self.cfg.init_noise * noise
+        qpos[:, self._arm_qadr] = self._home + self.cfg.init_noise * noise
         qpos[:, self._mirror] = self.cfg.grip
         u = torch.rand(n, 6, device=dev, generator=g)
         amp, phase = self._amp * u[:, :3], 2 * math.pi * u[:, 3:]
         qpos[:, self._hand_q] = amp * torch.sin(phase)
         qvel[:, self._hand_d] = amp * self._omega * torch.cos(phase)
-        for buf in (self.peak_speed, self.peak_force):
-            buf[mask] = 0.0
-        self.violated[mask] = False
+        # masked_fill_, not buf[mask] = 0: boolean indexing would wait for the GPU
+        self.peak_speed.masked_fill_(mask, 0.0)
+        self.peak_force.masked_fill_(mask, 0.0)
+        self.violated.masked_fill_(mask, False)
         return qpos, qvel
 
     # -- state ---------------------------------------------------------------------------

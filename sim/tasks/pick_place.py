@@ -264,8 +264,10 @@ class PickPlace(Task):
         )
         grip = m.joint(self.robot.gripper_joints[0])
         self._grip_adr = int(grip.qposadr[0])
-        self._mirror_adr = mirror_qposadr(m, int(grip.id))
+        self._mirror_adr = torch.tensor(mirror_qposadr(m, int(grip.id)), dtype=torch.long,
+                                        device=dev)
         self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=dev)
+        self._home = torch.tensor(self.robot.default_pose.tolist(), device=dev)
         self._gen, self._dev = ctx.generator, dev
         self._lo = torch.tensor(self.cfg.box_low, device=dev)
         self._hi = torch.tensor(self.cfg.box_high, device=dev)
@@ -282,8 +284,7 @@ class PickPlace(Task):
         qpos = self._qpos0.expand(n, -1).clone()
         noise = torch.rand(n, self.robot.n_joints, device=dev, generator=g) * 2 - 1
         noise[:, self.robot.n_arm :] = 0.0
-        home = torch.tensor(self.robot.default_pose.tolist(), device=dev)
-        qpos[:, self._arm_qadr] = home + self.cfg.init_noise * noise
+        qpos[:, self._arm_qadr] = self._home + self.cfg.init_noise * noise
         qpos[:, self._mirror_adr] = qpos[:, self._grip_adr : self._grip_adr + 1].clone()
         u = torch.rand(n, 3, device=dev, generator=g)
         xy = self._lo + (self._hi - self._lo) * u[:, :2]
