@@ -26,6 +26,8 @@ SIGNAL_UNITS: dict[str, str] = {
     "joint_effort": "N·m",
     "command": "m",
     "last_action": "1",
+    "object_pose": "m,m,m,rad",  # pick_place: box x, y, z (world) and yaw folded to a quarter turn
+    "hand_pos": "m",  # handover: the handover point above the user's palm (world)
 }
 
 #: Output names of every policy graph: the command, and the clipped raw action.
