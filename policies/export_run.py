@@ -114,8 +114,12 @@ def export_run(
         cfg.task, cfg.robot or None, num_worlds=worlds, seed=cfg.eval_seed, randomize=False
     )
     try:
-        act = sb3_pipeline(run_dir, env)
-        module = sb3_policy_module(run_dir, env)
+        if cfg.resolved_trainer == "rsl_rl":
+            from karakuri.policies.rsl_trainer import rsl_pipeline, rsl_policy_module
+
+            act, module = rsl_pipeline(run_dir, env), rsl_policy_module(run_dir, env)
+        else:
+            act, module = sb3_pipeline(run_dir, env), sb3_policy_module(run_dir, env)
         states = record_states(env, act)
         check_matches_sim(module, env, act, states)
         meta = ex.make_metadata(

@@ -1,0 +1,311 @@
+r"""Training with rsl_rl's PPO over the batched env: thousands of worlds on a GPU (warp backend).
+
+``karakuri train reach --backend warp --device cuda --num-envs 4096`` lands here (the ``auto``
+trainer of the warp backend).  A run directory matches an SB3 run where it can::
+
+    RUN_DIR/config.json          the TrainConfig and the code version (same writer as SB3 runs)
+    RUN_DIR/rsl_rl.json          the rsl_rl runner configuration and the normalizer's eps
+    RUN_DIR/model.pt             final rsl_rl checkpoint: actor and critic with their observation
+                                 normalizers, optimizer, iteration
+    RUN_DIR/checkpoints/         model_<iteration>.pt every ``checkpoint_every`` env steps
+    RUN_DIR/tb/                  TensorBoard: rsl_rl's Train/ Loss/ Perf/, reward/<term>,
+                                 Episode/success and the task's metrics
+    RUN_DIR/eval.json            final evaluation on fixed seeds (cpu backend) and the timings:
+                                 compile_s (warp kernels and graph capture), setup_s, train_wall_s
+                                 (the learning loop alone), env_steps, env_steps_per_s
+
+Multi-GPU: start one process per GPU with torchrun; rsl_rl reads ``WORLD_SIZE``/``RANK``/
+``LOCAL_RANK``, averages gradients over NCCL and each rank steps its own ``num_envs`` worlds::
+
+    torchrun --nproc_per_node 2 -m karakuri.launch.cli train reach --backend warp \\
+        --device cuda --num-envs 4096 --run-dir runs/reach-2gpu
+
+Only rank 0 writes the run directory.  A single-GPU run needs none of this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from karakuri.policies.evaluate import PolicyPipeline
+from karakuri.policies.sb3_trainer import TrainConfig, _write_config, load_config
+from karakuri.sim.env import BatchedEnv
+from karakuri.sim.registry import make_env
+
+ACTIVATION = "elu"
+
+
+def rsl_config(cfg: TrainConfig, check_for_nan: bool = False) -> dict[str, Any]:
+    """rsl_rl runner configuration for ``cfg``: PPO with an asymmetric actor-critic.
+
+    The actor reads the ``policy`` group (robot signals), the critic the ``critic`` group (the
+    same plus privileged terms); both normalize their inputs.  Rollouts of
+    ``98304 // num_envs`` steps (8 to 32) keep a batch of about 100 k transitions from 4,096 to
+    16,384 worlds, so an iteration's four minibatches stay large enough for a GPU.
+    """
+    return {
+        "num_steps_per_env": int(min(32, max(8, 98_304 // cfg.num_envs))),
+        "save_interval": 1,  # replaced by train_rsl from checkpoint_every
+        "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
+        "check_for_nan": check_for_nan,  # the env and the physics raise named errors already
+        "logger": "tensorboard",
+        "actor": {
+            "class_name": "MLPModel",
+            "hidden_dims": list(cfg.net),
+            "activation": ACTIVATION,
+            "obs_normalization": True,
+            "distribution_cfg": {
+                "class_name": "GaussianDistribution",
+                "init_std": 0.5,
+                "std_type": "log",
+            },
+        },
+        "critic": {
+            "class_name": "MLPModel",
+            "hidden_dims": list(cfg.net),
+            "activation": ACTIVATION,
+            "obs_normalization": True,
+        },
+        "algorithm": {
+            "class_name": "PPO",
+            "num_learning_epochs": 5,
+            "num_mini_batches": 4,
+            "clip_param": 0.2,
+            "gamma": 0.97,
+            "lam": 0.95,
+            "value_loss_coef": 1.0,
+            "entropy_coef": 0.001,
+            "learning_rate": 1e-3,
+            "max_grad_norm": 1.0,
+            "schedule": "adaptive",
+            "desired_kl": 0.01,
+            "use_clipped_value_loss": True,
+        },
+    }
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(world size, global rank, local rank) from torchrun's environment."""
+    return (
+        int(os.environ.get("WORLD_SIZE", "1")),
+        int(os.environ.get("RANK", "0")),
+        int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Train (or resume) an rsl_rl run; returns its directory.  Writes eval.json at the end."""
+    from karakuri.policies.evaluate import evaluate_run
+    from karakuri.sim.rsl_adapter import RslVecEnv
+
+    if resume is not None:
+        prev = load_config(resume)
+        cfg = replace(
+            prev, total_steps=max(cfg.total_steps, prev.total_steps), run_dir=str(resume),
+            progress=cfg.progress,
+        )  # fmt: skip
+    world, rank, local = _distributed()
+    if world > 1:
+        if not cfg.run_dir:
+            raise ValueError("under torchrun pass --run-dir, so every rank writes the same run")
+        if not cfg.device.startswith("cuda"):
+            raise ValueError(f"multi-GPU training needs --device cuda, got {cfg.device!r}")
+        cfg = replace(cfg, device=f"cuda:{local}")
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
+    cfg = replace(cfg, run_dir=str(run_dir))
+    if rank == 0:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        _write_config(cfg, run_dir)
+    torch.manual_seed(cfg.seed + rank)
+
+    t0 = time.perf_counter()
+    env = make_env(
+        cfg.task, cfg.robot or None, num_worlds=cfg.num_envs, backend=cfg.backend,
+        device=cfg.device, seed=cfg.seed + rank, randomize=cfg.randomize,
+    )  # fmt: skip
+    vec = RslVecEnv(env)
+    vec.reset()  # the first reset and step compile the warp kernels and capture the graphs
+    vec.step(torch.zeros(env.num_worlds, env.action_size, device=env.device))
+    vec.reset()
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    setup_s = time.perf_counter() - t0
+    compile_s = float(getattr(env.physics, "compile_s", 0.0))
+
+    rcfg = rsl_config(cfg)
+    steps_per_iter = cfg.num_envs * rcfg["num_steps_per_env"] * world
+    rcfg["save_interval"] = max(1, cfg.checkpoint_every // steps_per_iter)
+    runner = _make_runner(vec, rcfg, run_dir, cfg.device)
+    if rank == 0:
+        eps = float(runner.alg.get_policy().obs_normalizer.eps)
+        (run_dir / "rsl_rl.json").write_text(
+            json.dumps({"runner": rcfg, "obs_norm_eps": eps, "activation": ACTIVATION}, indent=2)
+        )
+    done = 0
+    if resume is not None:
+        runner.load(str(latest_rsl_checkpoint(run_dir)), map_location=cfg.device)
+        done = runner.current_learning_iteration + 1  # rsl_rl stores the last finished one
+        runner.current_learning_iteration = done
+    total = math.ceil(cfg.total_steps / steps_per_iter)
+    out = contextlib.nullcontext() if cfg.progress else contextlib.redirect_stdout(io.StringIO())
+    t1 = time.perf_counter()
+    if total > done:
+        with out:
+            runner.learn(num_learning_iterations=total - done, init_at_random_ep_len=True)
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    train_s = time.perf_counter() - t1
+    check = getattr(env.physics, "check", None)
+    if check is not None:
+        check()  # an overflow in the last step would otherwise go unreported
+    vec.close()
+    if rank != 0:
+        return run_dir
+    runner.save_final(str(run_dir / "model.pt"))
+    result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
+    env_steps = (total - done) * steps_per_iter
+    result.update(
+        trainer="rsl_rl",
+        compile_s=round(compile_s, 2),
+        setup_s=round(setup_s, 2),
+        train_wall_s=round(train_s, 2),
+        env_steps=int(total * steps_per_iter),
+        env_steps_per_s=round(env_steps / max(train_s, 1e-9)),
+        num_envs=cfg.num_envs * world,
+        gpus=world,
+        device=str(env.device),
+        backend=cfg.backend,
+    )
+    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    return run_dir
+
+
+def _default_run_dir(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.task}-rsl_rl-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _make_runner(vec: Any, rcfg: dict, run_dir: Path, device: str) -> Any:
+    """An rsl_rl OnPolicyRunner that logs to RUN_DIR/tb and checkpoints to RUN_DIR/checkpoints."""
+    from rsl_rl.runners import OnPolicyRunner
+
+    class Runner(OnPolicyRunner):
+        def save(self, path: str, infos: dict | None = None) -> None:
+            super().save(str(run_dir / "checkpoints" / Path(path).name), infos)
+
+        def save_final(self, path: str) -> None:
+            OnPolicyRunner.save(self, path)
+
+    out = io.StringIO()  # rsl_rl prints both networks at construction
+    with contextlib.redirect_stdout(out):
+        return Runner(vec, json.loads(json.dumps(rcfg)), log_dir=str(run_dir / "tb"), device=device)
+
+
+def latest_rsl_checkpoint(run_dir: str | Path) -> Path:
+    """The newest rsl_rl checkpoint of a run: model.pt, else the last checkpoints/model_<it>.pt."""
+    run_dir = Path(run_dir)
+    if (run_dir / "model.pt").exists():
+        return run_dir / "model.pt"
+    ckpts = sorted(
+        (run_dir / "checkpoints").glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1])
+    )
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir} has no model.pt and no checkpoints/model_*.pt")
+    return ckpts[-1]
+
+
+class RslNormalize(nn.Module):
+    """rsl_rl's frozen observation normalizer: ``(obs - mean) / (std + eps)``.
+
+    Args:
+        mean: Shape: (obs_size,).
+        std: Shape: (obs_size,).
+        eps: Added to ``std``.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, eps: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.float().reshape(-1))
+        self.register_buffer("std", std.float().reshape(-1))
+        self.eps = float(eps)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Shape: (B, obs_size) -> (B, obs_size)."""
+        return (obs - self.mean) / (self.std + self.eps)
+
+
+class ClampedActor(nn.Module):
+    """The actor's mean action clipped to [-1, 1] (the env clips the same way)."""
+
+    def __init__(self, mlp: nn.Sequential) -> None:
+        super().__init__()
+        self.net = mlp
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Shape: normalized obs (B, obs_size) -> action (B, a)."""
+        return torch.clamp(self.net(obs), -1.0, 1.0)
+
+
+def load_rsl_actor(run_dir: str | Path) -> tuple[RslNormalize, ClampedActor]:
+    """The deterministic actor of a run and its observation normalizer, on CPU, without rsl_rl."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "rsl_rl.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not an rsl_rl run: rsl_rl.json is missing")
+    meta = json.loads(meta_path.read_text())
+    state = torch.load(latest_rsl_checkpoint(run_dir), map_location="cpu", weights_only=False)
+    actor = state["actor_state_dict"]
+    linear = sorted(
+        {int(k.split(".")[1]) for k in actor if k.startswith("mlp.") and k.endswith(".weight")}
+    )
+    if meta["activation"] != "elu":
+        raise ValueError(f"{run_dir}: activation {meta['activation']!r} is not supported here")
+    layers: list[nn.Module] = []
+    for i in range(linear[-1] + 1):
+        if i in linear:
+            out_f, in_f = actor[f"mlp.{i}.weight"].shape
+            layers.append(nn.Linear(in_f, out_f))
+        else:
+            layers.append(nn.ELU())
+    mlp = nn.Sequential(*layers)
+    mlp.load_state_dict({k[len("mlp.") :]: v for k, v in actor.items() if k.startswith("mlp.")})
+    norm = RslNormalize(
+        actor["obs_normalizer._mean"], actor["obs_normalizer._std"], meta["obs_norm_eps"]
+    )
+    return norm.eval(), ClampedActor(mlp).eval()
+
+
+def rsl_policy_module(run_dir: str | Path, env: BatchedEnv) -> Any:
+    """The policy-file module of an rsl_rl run for ``env``'s task (what ``karakuri export`` writes).
+
+    rsl_rl's ``(obs - mean) / (std + eps)`` is the exporter's normalizer with
+    ``var = (std + eps)**2``, ``eps = 0`` and no clipping.
+    """
+    from karakuri.policies import export as ex
+    from karakuri.policies.export_run import policy_module_for
+
+    norm, actor = load_rsl_actor(run_dir)
+    std = norm.std.double().numpy() + norm.eps
+    normalizer = ex.Normalizer(mean=norm.mean.double().numpy(), var=std**2, eps=0.0, clip=None)
+    return policy_module_for(env, normalizer, actor)
+
+
+def rsl_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
+    """The deterministic pipeline of an rsl_rl run (signals -> obs -> normalizer -> actor)."""
+    norm, actor = load_rsl_actor(run_dir)
+    if norm.mean.numel() != env.obs_size:
+        raise ValueError(
+            f"{run_dir}: the actor reads {norm.mean.numel()} observations, the task's policy "
+            f"observation has {env.obs_size}"
+        )
+    return PolicyPipeline(env.obs_policy, norm, actor).eval()
