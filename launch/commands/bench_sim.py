@@ -4,6 +4,11 @@ The baseline is the usual way to parallelize a MuJoCo gymnasium env: a lean sing
 env (numpy, ``mj_step`` in a Python loop, no torch) in SB3's ``SubprocVecEnv``, one process
 per env, stepping the same compiled model with the same number of physics steps per control
 step.  Both sides are measured in the same run on the same machine; the ratio is printed.
+
+With ``--backend warp`` (e.g. ``--device cuda --worlds 1024 4096 16384 32768``) each world
+count also gets the physics alone (the captured decimated step, no task or torch work), the
+time its first reset and step spent compiling kernels and capturing graphs, and the cpu backend
+at ``--baseline-worlds`` on the same machine as a second baseline.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class SimBenchConfig:
         subproc_envs: Process counts of the SubprocVecEnv baseline.
         steps: Control steps timed per measurement (after a warm-up).
         repeats: Measurements per configuration (the median is reported).
+        baseline_worlds: World counts of the cpu-backend baseline (with ``--backend warp``).
     """
 
     task: str = "reach"
@@ -41,6 +47,7 @@ class SimBenchConfig:
     subproc_envs: tuple[int, ...] = (2, 16)
     steps: int = 100
     repeats: int = 3
+    baseline_worlds: tuple[int, ...] = (256, 1024)
 
 
 def register(kinds: argparse._SubParsersAction) -> None:
@@ -52,8 +59,18 @@ def register(kinds: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def bench_batched(cfg: SimBenchConfig, worlds: int) -> tuple[float, float]:
+def bench_batched(
+    cfg: SimBenchConfig, worlds: int, backend: str | None = None, device: str | None = None
+) -> tuple[float, float]:
     """Median env steps/s (and physics steps/s) of the batched env with random actions."""
+    env_rate, phys, _, _ = _bench_batched(cfg, worlds, backend or cfg.backend, device or cfg.device)
+    return env_rate, phys
+
+
+def _bench_batched(
+    cfg: SimBenchConfig, worlds: int, backend: str, device: str
+) -> tuple[float, float, float, float]:
+    """(env steps/s, physics steps/s within them, physics steps/s alone, compile s); medians."""
     import torch
 
     from karakuri.sim.registry import make_env
@@ -62,8 +79,8 @@ def bench_batched(cfg: SimBenchConfig, worlds: int) -> tuple[float, float]:
         cfg.task,
         cfg.robot or None,
         num_worlds=worlds,
-        backend=cfg.backend,
-        device=cfg.device,
+        backend=backend,
+        device=device,
         randomize=False,
     )
     env.reset()
@@ -85,9 +102,20 @@ def bench_batched(cfg: SimBenchConfig, worlds: int) -> tuple[float, float]:
             torch.cuda.synchronize()
         rates.append(worlds * cfg.steps / (time.perf_counter() - t0))
     n_sub = env.n_substeps
+    alone = []
+    for _ in range(cfg.repeats):  # the same physics without the task: controls held
+        if env.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(cfg.steps):
+            env.physics.step(n_sub)
+        if env.device.type == "cuda":
+            torch.cuda.synchronize()
+        alone.append(worlds * n_sub * cfg.steps / (time.perf_counter() - t0))
+    compile_s = float(getattr(env.physics, "compile_s", 0.0))
     env.close()
     med = statistics.median(rates)
-    return med, med * n_sub
+    return med, med * n_sub, statistics.median(alone), compile_s
 
 
 class _NumpyEnv(gym.Env):
@@ -182,16 +210,47 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg = dataclass_from_args(SimBenchConfig, args)
     print(f"task {cfg.task}, backend {cfg.backend} on {cfg.device}; medians of {cfg.repeats} runs")
+    if cfg.backend == "warp":
+        return _run_warp(cfg)
     print(f"{'configuration':<40}{'env steps/s':>14}{'physics steps/s':>18}")
     best = 0.0
     for n in cfg.worlds:
         env_rate, phys = bench_batched(cfg, n)
         best = max(best, env_rate)
         print(f"{f'karakuri batched, {n} worlds':<40}{env_rate:>14,.0f}{phys:>18,.0f}")
+    base = _print_subproc(cfg)
+    print(f"ratio (best batched / best SubprocVecEnv): {best / base:.1f}x")
+    return 0
+
+
+def _print_subproc(cfg: SimBenchConfig) -> float:
     base = 0.0
     for n in cfg.subproc_envs:
         rate = bench_subproc(cfg, n)
         base = max(base, rate)
         print(f"{f'gymnasium + SubprocVecEnv, {n} procs':<40}{rate:>14,.0f}")
-    print(f"ratio (best batched / best SubprocVecEnv): {best / base:.1f}x")
+    return base
+
+
+def _run_warp(cfg: SimBenchConfig) -> int:
+    """Warp rows with physics alone and compile time, then the cpu backend and subprocesses."""
+    head = f"{'configuration':<34}{'env steps/s':>13}{'physics/s':>13}{'alone/s':>13}"
+    print(f"{head}{'compile s':>11}")
+    best_env = best_phys = 0.0
+    for n in cfg.worlds:
+        env_rate, phys, alone, comp = _bench_batched(cfg, n, "warp", cfg.device)
+        best_env, best_phys = max(best_env, env_rate), max(best_phys, alone)
+        row = f"{f'warp, {n} worlds':<34}{env_rate:>13,.0f}{phys:>13,.0f}{alone:>13,.0f}"
+        print(f"{row}{comp:>11.1f}")
+    cpu_env = cpu_phys = 0.0
+    for n in cfg.baseline_worlds:
+        env_rate, phys, alone, _ = _bench_batched(cfg, n, "cpu", "cpu")
+        cpu_env, cpu_phys = max(cpu_env, env_rate), max(cpu_phys, alone)
+        print(f"{f'cpu backend, {n} worlds':<34}{env_rate:>13,.0f}{phys:>13,.0f}{alone:>13,.0f}")
+    base = _print_subproc(cfg)
+    print(
+        f"ratio (best warp / best cpu backend): {best_env / cpu_env:.1f}x env steps/s, "
+        f"{best_phys / cpu_phys:.1f}x physics alone"
+    )
+    print(f"ratio (best warp / best SubprocVecEnv): {best_env / base:.1f}x")
     return 0
