@@ -281,9 +281,11 @@ class Ros2Link:
         stale = age > self.config.stale_after_s
         if stale and not self._stale and self._latest is not None:
             self._c.timeouts += 1
-            self._faults.append(f"joint_states stale: newest sample is {age * 1e3:.0f} ms old "
-                                f"(stale_after_s={self.config.stale_after_s})")
-            log.error("%s", self._faults[-1])
+            line = (f"joint_states stale: newest sample is {age * 1e3:.0f} ms old "
+                    f"(stale_after_s={self.config.stale_after_s})")
+            if self._c.timeouts == 1:  # later episodes are counted in timeouts, not listed
+                self._faults.append(line + "; further stale episodes are counted in timeouts")
+            log.warning("%s", line)
         self._stale = stale
 
     # ---------------------------------------------------------------- Link API
