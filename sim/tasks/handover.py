@@ -2,12 +2,12 @@
 
 The care arm is mounted beside a wheelchair; its user sits at +y, facing +x.  The arm starts
 at home holding a 7 cm cup upright (the cup is modelled as already grasped: rigidly attached
-between the closed fingers; grasping is pick_place's subject).  The user's hand is a 0.6 kg
-body on three weak springs, so it drifts slowly about a rest point on a smooth Lissajous
-path, x_i(t) = c_i + A_i sin(w_i t + phi_i), periods 7-11 s, amplitude and phase random per
-episode (peak speed ~5 cm/s).  Success, at the episode's end: the cup centre within
-``success_radius`` of the handover point 9 cm above the palm, the cup upright (tilt below
-``max_tilt``), and no safety violation in the episode.
+between the closed fingers; grasping is pick_place's subject).  The user's hand (0.6 kg) is
+held by the user's arm (300 N/m, 20 N·s/m, 5 cm of travel) to a point that drifts slowly
+about a rest point on a smooth Lissajous path, x_i(t) = c_i + A_i sin(w_i t + phi_i),
+periods 7-11 s, amplitude and phase random per episode (peak speed ~5 cm/s).  Success, at
+the episode's end: the cup centre within ``success_radius`` of the handover point 9 cm above
+the palm, the cup upright (tilt below ``max_tilt``), and no safety violation in the episode.
 
 Safety limits (a violation ends the episode with the ``violation`` penalty):
 
@@ -18,7 +18,8 @@ Safety limits (a violation ends the episode with the ``violation`` penalty):
   of ISO/TS 15066:2016, Annex A, Table A.2: hands and fingers 140 N, lower arms and wrist
   joints 160 N, chest 140 N, face 65 N.  The transient limits (twice these for hand, arm and
   chest; none for the face) are not used: the stricter value holds for every contact.  The
-  hand's 0.6 kg is the effective mass of hands and fingers in Table A.3.
+  hand's 0.6 kg is the effective mass of hands and fingers in Table A.3.  The torso and head
+  are fixed; the hand yields 5 cm against its arm impedance, then is blocked (clamped).
 
 Both are sampled at the control rate (50 Hz) from sensors (``framelinvel`` on the tool site,
 ``touch`` on a zone site per body region), so they run the same on every backend; a contact
@@ -47,15 +48,21 @@ from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
 
-#: ISO/TS 15066:2016 Table A.2, quasi-static maximum permissible force per body region, N.
-FORCE_LIMITS_N: dict[str, float] = {"hand": 140.0, "lower_arm": 160.0, "chest": 140.0,
-                                    "face": 65.0}
+#: Body regions with a touch sensor, and their ISO/TS 15066:2016 Table A.2 quasi-static
+#: maximum permissible forces, N (hands and fingers, lower arms and wrists, chest, face).
+REGIONS: tuple[str, ...] = ("hand", "lower_arm", "chest", "face")
+FORCE_LIMITS_N: tuple[float, ...] = (140.0, 160.0, 140.0, 65.0)
 #: ISO 10218-1:2011 5.6 reduced speed, m/s; applied within ``ZONE_M`` of the hand.
 SPEED_LIMIT = 0.25
 ZONE_M = 0.3
 HAND, CUP = "ho_hand", "ho_cup"
 S_TOOL, S_TOOL_VEL, S_TARGET, S_PALM, S_CUP_AXIS = (
     "ho_tool_pos", "ho_tool_vel", "ho_target_pos", "ho_palm_pos", "ho_cup_axis")
+#: The hand: ISO/TS 15066 Table A.3 effective mass of hands and fingers, kg; held by the
+#: user's arm with an endpoint stiffness (N/m) and damping (N·s/m) of a relaxed human arm
+#: (a few hundred N/m in arm-impedance measurements), over at most ARM_TRAVEL either way, m.
+HAND_MASS, ARM_STIFFNESS, ARM_DAMPING, ARM_TRAVEL = 0.6, 300.0, 20.0, 0.05
+REF_MASS = 50.0  # the drift point's inertia, kg: contacts barely disturb the user's intent
 SKIN, SHIRT = [0.87, 0.72, 0.6, 1.0], [0.35, 0.5, 0.62, 1.0]
 PERSON = {"contype": 0, "conaffinity": 2}  # touched by arm links, fingers and cup (bit 2)
 
@@ -80,11 +87,12 @@ class HandoverConfig:
         success_radius: Cup-to-handover-point distance counted as success.
         max_tilt: Largest cup tilt from upright counted as success, rad.
         grip: Gripper opening holding the cup, m.
-        action_scale: Arm joint target lead per unit action, rad (the servo turns a 0.08 rad
-            lead into ~1.2 rad/s, the arm's speed limit).
+        action_scale: Arm joint target lead per unit action, rad (the servo turns a 0.04 rad
+            lead into ~0.6 rad/s: half the arm's rated speed, as befits a care setting).
         init_noise: Half-width of the uniform noise on the initial arm pose, rad.
         hand_noise: Std of the simulated tracker noise on ``hand_pos``, m.
         violation_penalty: Reward scale of the step that ends an episode by a violation.
+        force_limits: Largest contact force per body region of ``REGIONS``, N.
         randomize: Domain randomization ranges.
     """
 
@@ -97,15 +105,19 @@ class HandoverConfig:
     success_radius: float = 0.04
     max_tilt: float = 0.35
     grip: float = 0.033
-    action_scale: float = 0.08
+    action_scale: float = 0.04
     init_noise: float = 0.03
     hand_noise: float = 0.01
     violation_penalty: float = 50.0
+    force_limits: tuple[float, ...] = FORCE_LIMITS_N
     randomize: Randomization = field(default_factory=default_randomization)
 
     def __post_init__(self) -> None:
         if min(self.hand_periods) <= 0 or min(self.success_radius, self.action_scale) <= 0:
             raise ValueError("hand_periods, success_radius and action_scale must be > 0")
+        if len(self.force_limits) != len(REGIONS) or min(self.force_limits) <= 0:
+            raise ValueError(f"force_limits {self.force_limits} needs one value > 0 N per region "
+                             f"{REGIONS}")
         if any(a < 0 or a > 0.12 for a in self.hand_amplitude):
             raise ValueError(f"hand_amplitude {self.hand_amplitude} must be in [0, 0.12] m")
 
@@ -151,7 +163,7 @@ class Handover(Task):
     @property
     def reward_scales(self) -> dict[str, float]:
         """Approach and hold; keep the cup upright; slow near the person; never hurt."""
-        return {"approach": 1.0, "hold": 3.0, "upright": 0.5, "zone_speed": -2.0,
+        return {"approach": 2.0, "hold": 4.0, "upright": 0.5, "zone_speed": -2.0,
                 "contact": -1.0, "violation": -self.cfg.violation_penalty,
                 "action_rate": -0.05, "joint_vel": -0.005}
 
@@ -195,23 +207,36 @@ class Handover(Task):
                    (S_TARGET, "FRAMEPOS", "SITE", "ho_target"),
                    (S_PALM, "FRAMEPOS", "SITE", "ho_palm"),
                    (S_CUP_AXIS, "FRAMEZAXIS", "BODY", CUP)]
-        sensors += [(f"ho_force_{r}", "TOUCH", "SITE", f"{r}_zone") for r in FORCE_LIMITS_N]
+        sensors += [(f"ho_force_{r}", "TOUCH", "SITE", f"{r}_zone") for r in REGIONS]
         for name, kind, obj, objname in sensors:
             spec.add_sensor(name=name, type=getattr(mujoco.mjtSensor, f"mjSENS_{kind}"),
                             objtype=getattr(mujoco.mjtObj, f"mjOBJ_{obj}"), objname=objname)
 
     def _add_hand(self, world: mujoco.MjsBody) -> None:
-        box, cap = mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_CAPSULE
-        hand = world.add_body(name=HAND, pos=list(self.cfg.hand_rest), gravcomp=1.0)
-        for axis, period in zip(((1, 0, 0), (0, 1, 0), (0, 0, 1)), self.cfg.hand_periods,
-                                strict=True):
-            k = 0.6 * (2 * math.pi / period) ** 2  # N/m, for the nominal 0.6 kg
-            hand.add_joint(name=f"{HAND}_{'xyz'[axis.index(1)]}",
-                           type=mujoco.mjtJoint.mjJNT_SLIDE, axis=list(axis), stiffness=k,
-                           range=[-0.15, 0.15], limited=1)
+        """The user's hand: a drift point on weak springs, the hand held to it by arm impedance.
+
+        ``ho_hand_ref`` (no geometry, ``REF_MASS``) swings freely on weak springs about
+        ``hand_rest``: the user's slow, voluntary drift.  The 0.6 kg hand hangs on it by stiff
+        slide joints (``ARM_STIFFNESS``, ``ARM_DAMPING``, at most ``ARM_TRAVEL`` either way),
+        so a push moves the hand a little and the user's arm pushes back; at the end of that
+        travel the hand is blocked, as a clamped hand would be.
+        """
+        box, cap, slide = (mujoco.mjtGeom.mjGEOM_BOX, mujoco.mjtGeom.mjGEOM_CAPSULE,
+                           mujoco.mjtJoint.mjJNT_SLIDE)
+        ref = world.add_body(name=f"{HAND}_ref", pos=list(self.cfg.hand_rest), gravcomp=1.0,
+                             mass=REF_MASS, inertia=[1.0, 1.0, 1.0])
+        hand = ref.add_body(name=HAND, gravcomp=1.0)
+        for i, (axis, period) in enumerate(zip(((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+                                               self.cfg.hand_periods, strict=True)):
+            k = (REF_MASS + HAND_MASS) * (2 * math.pi / period) ** 2  # N/m
+            ref.add_joint(name=f"{HAND}_ref_{'xyz'[i]}", type=slide, axis=list(axis),
+                          stiffness=k, range=[-0.15, 0.15], limited=1)
+            hand.add_joint(name=f"{HAND}_{'xyz'[i]}", type=slide, axis=list(axis),
+                           stiffness=ARM_STIFFNESS, damping=ARM_DAMPING,
+                           range=[-ARM_TRAVEL, ARM_TRAVEL], limited=1)
         hand.add_geom(type=box, size=[0.05, 0.042, 0.012], mass=0.47, rgba=SKIN, **PERSON)
         hand.add_geom(type=cap, fromto=[-0.06, 0.0, -0.01, -0.3, 0.05, -0.1], size=[0.035, 0, 0],
-                      mass=0.13, rgba=SHIRT, **PERSON)  # lower arm, moving with the hand
+                      mass=HAND_MASS - 0.47, rgba=SHIRT, **PERSON)  # lower arm, with the hand
         hand.add_site(name="hand_zone", type=box, size=[0.062, 0.055, 0.03], pos=[0, 0, 0.01],
                       group=4)
         hand.add_site(name="lower_arm_zone", type=box, size=[0.13, 0.06, 0.07],
@@ -231,13 +256,16 @@ class Handover(Task):
 
         self._tool, self._vel = sens(S_TOOL), sens(S_TOOL_VEL)
         self._target, self._palm, self._axis = sens(S_TARGET), sens(S_PALM), sens(S_CUP_AXIS)
-        self._force = [sens(f"ho_force_{r}").start for r in FORCE_LIMITS_N]
-        self._limits = torch.tensor(list(FORCE_LIMITS_N.values()), device=dev)
+        self._force = [sens(f"ho_force_{r}").start for r in REGIONS]
+        self._limits = torch.tensor(self.cfg.force_limits, device=dev)
+        rj = [m.joint(f"{HAND}_ref_{a}") for a in "xyz"]
         hj = [m.joint(f"{HAND}_{a}") for a in "xyz"]
+        self._ref_q = torch.tensor([int(j.qposadr[0]) for j in rj], device=dev)
+        self._ref_d = torch.tensor([int(j.dofadr[0]) for j in rj], device=dev)
         self._hand_q = torch.tensor([int(j.qposadr[0]) for j in hj], device=dev)
         self._hand_d = torch.tensor([int(j.dofadr[0]) for j in hj], device=dev)
-        mass = float(m.body_subtreemass[m.body(HAND).id])
-        self._omega = torch.tensor([math.sqrt(float(m.jnt_stiffness[j.id]) / mass) for j in hj],
+        mass = float(m.body_subtreemass[m.body(f"{HAND}_ref").id])
+        self._omega = torch.tensor([math.sqrt(float(m.jnt_stiffness[j.id]) / mass) for j in rj],
                                    device=dev)
         self._arm_qadr = torch.tensor([int(m.joint(j).qposadr[0]) for j in self.robot.joint_names],
                                       device=dev)
@@ -271,8 +299,8 @@ class Handover(Task):
         qpos[:, self._mirror] = self.cfg.grip
         u = torch.rand(n, 6, device=dev, generator=g)
         amp, phase = self._amp * u[:, :3], 2 * math.pi * u[:, 3:]
-        qpos[:, self._hand_q] = amp * torch.sin(phase)
-        qvel[:, self._hand_d] = amp * self._omega * torch.cos(phase)
+        qpos[:, self._ref_q] = amp * torch.sin(phase)
+        qvel[:, self._ref_d] = amp * self._omega * torch.cos(phase)
         # masked_fill_, not buf[mask] = 0: boolean indexing would wait for the GPU
         self.peak_speed.masked_fill_(mask, 0.0)
         self.peak_force.masked_fill_(mask, 0.0)
@@ -296,9 +324,10 @@ class Handover(Task):
         """``hand_pos`` (tracker) and privileged tool, cup, hand and contact state."""
         sd = physics.sensordata
         tool = sd[:, self._tool]
+        hand_vel = physics.qvel[:, self._ref_d] + physics.qvel[:, self._hand_d]
         return {"hand_pos": sd[:, self._target], "tool_pos": tool, "tool_vel": sd[:, self._vel],
                 "cup_to_target": sd[:, self._target] - tool, "cup_axis": sd[:, self._axis],
-                "hand_vel": physics.qvel[:, self._hand_d], "person_force": sd[:, self._force]}
+                "hand_vel": hand_vel, "person_force": sd[:, self._force]}
 
     def reward_terms(
         self, physics: Physics, action: torch.Tensor, last_action: torch.Tensor
@@ -312,7 +341,7 @@ class Handover(Task):
         near_zone = torch.linalg.norm(s["tool"] - s["target"], dim=-1) < ZONE_M + 0.1
         excess = torch.relu(speed - 0.7 * SPEED_LIMIT) / (0.3 * SPEED_LIMIT)
         return {
-            "approach": 1 - torch.tanh(d / 0.25),
+            "approach": 1 - torch.tanh(d / 0.3),
             "hold": tolerance(d, margin=0.05, bounds=(0.0, self.cfg.success_radius / 2)),
             "upright": tolerance(s["tilt"], margin=0.5, bounds=(0.0, 0.1)),
             "zone_speed": near_zone * excess.clamp(max=2.0),
