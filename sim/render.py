@@ -12,8 +12,19 @@ import numpy as np
 from karakuri.sim.env import BatchedEnv
 
 
-def _ensure_gl() -> None:
-    os.environ.setdefault("MUJOCO_GL", "egl")
+class RenderError(RuntimeError):
+    """No OpenGL context could be made; the message says how to get one."""
+
+
+def _make_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
+    try:
+        return mujoco.Renderer(model, height=height, width=width)
+    except Exception as e:  # mujoco raises FatalError or AttributeError from PyOpenGL
+        raise RenderError(
+            f"cannot render offscreen (MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset>')}): {e}. "
+            "On a headless machine set MUJOCO_GL=egl (or osmesa) before Python imports mujoco; "
+            "karakuri sets egl itself when it is imported first"
+        ) from e
 
 
 def render_world(
@@ -25,10 +36,9 @@ def render_world(
     camera: str | int = -1,
 ) -> tuple[np.ndarray, Any]:
     """An RGB frame of ``world``: (height, width, 3) uint8, and the renderer to reuse."""
-    _ensure_gl()
     m = env.model
     if renderer is None:
-        renderer = mujoco.Renderer(m, height=height, width=width)
+        renderer = _make_renderer(m, width, height)
         renderer._karakuri_data = mujoco.MjData(m)  # type: ignore[attr-defined]
     d = renderer._karakuri_data  # type: ignore[attr-defined]
     d.qpos[:] = env.physics.qpos[world].double().cpu().numpy()
