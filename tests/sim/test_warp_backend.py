@@ -203,3 +203,32 @@ def test_env_with_randomization_matches_the_cpu_backend() -> None:
     assert len(set(gains.tolist())) == N  # one sampled gain per world
     for e in envs:
         e.close()
+
+
+@pytest.mark.gpu
+def test_on_cuda_graphs_match_the_cpu_backend_without_torch_host_syncs(model) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    cpu, warp = CpuPhysics(model, N), WarpPhysics(model, N, device="cuda")
+    assert warp.qpos.is_cuda and warp._graph  # graphs need warp's memory pool (on by default)
+    _drive([cpu, warp], model, 2)  # compiles and captures
+    mask = torch.tensor([True, False, True], device="cuda")
+    qpos, qvel = (x.cuda() for x in _start(model, torch.Generator().manual_seed(2)))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any torch op that waits for the GPU raises
+    try:
+        for _ in range(3):
+            warp.step(10)
+            warp.reset_worlds(mask, qpos, qvel)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    cpu.reset_worlds(mask.cpu(), qpos.cpu(), qvel.cpu())
+    warp.ctrl[:] = cpu.ctrl.cuda()
+    cpu_traj, warp_traj = [], []
+    for _ in range(10):
+        cpu.step(10)
+        warp.step(10)
+        cpu_traj.append(cpu.qpos[mask.cpu()].clone())
+        warp_traj.append(warp.qpos[mask].cpu())
+    warp.check()
+    torch.testing.assert_close(torch.stack(warp_traj), torch.stack(cpu_traj), atol=ATOL, rtol=0)
