@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import JointState, LinkCounters, LinkError, StatusBits
 from karakuri.firmware_bridge.protocol import (
     Ack,

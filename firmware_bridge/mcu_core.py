@@ -20,6 +20,7 @@ import enum
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.protocol import (
     Ack,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import numpy as np
+
 from karakuri.firmware_bridge.codec import LengthError, MessageError
 from karakuri.firmware_bridge.link import CommandMode
 

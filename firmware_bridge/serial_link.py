@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import serial
+
 from karakuri.firmware_bridge.host_core import HandshakeError, HostCore
 from karakuri.firmware_bridge.link import (
     CommandMode,

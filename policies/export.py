@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
+
 from karakuri.policies.export_graph import (
     OUTPUT_NAMES,
     SIGNAL_UNITS,
@@ -39,7 +41,6 @@ from karakuri.policies.export_graph import (
 from karakuri.policies.metadata import DEFAULT_FEEDBACK, PolicyMetadata
 from karakuri.policies.version import code_version
 from karakuri.robot.spec import RobotSpec
-from torch import nn
 
 __all__ = [
     "SIGNAL_UNITS", "ActionMap", "ExportError", "ExportReport", "Normalizer", "ObsTerm",

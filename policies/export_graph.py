@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from karakuri.robot.spec import RobotSpec
 from torch import nn
+
+from karakuri.robot.spec import RobotSpec
 
 #: Units of the signals Karakuri knows; other signals say their unit in :class:`ObsTerm`.
 SIGNAL_UNITS: dict[str, str] = {

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.policies.policy import PolicyError
 from karakuri.robot.spec import RobotSpec, RobotSpecError

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import CommandMode, JointState, Link, LinkError, StatusBits
 from karakuri.policies.policy import Policy
 from karakuri.robot.loop_commands import CommandSource, Episode, EpisodeSchedule

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 _REQUIRED = ("name", "model", "arm_joints", "default_pose", "velocity_limit", "accel_limit")

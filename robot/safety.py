@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from karakuri.robot.spec import RobotSpec
 
 # Forward kinematics: joint positions (n,) rad -> tool position (3,), m, base frame.

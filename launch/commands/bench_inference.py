@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.policies.onnx_policy import OnnxPolicy
 
@@ -88,6 +89,7 @@ def synthetic_policy(hidden: tuple[int, ...], path: Path) -> Any:
     normalizer, tanh MLP, joint-position-delta action map.  Needs torch.
     """
     import torch
+
     from karakuri.policies.export import (
         ActionMap,
         Normalizer,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import serial
+
 from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.protocol import Command, encode_frame
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from karakuri.firmware_bridge.link import CommandMode, JointState, LinkCounters
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.robot.control_loop import ControlLoop, LoopConfig

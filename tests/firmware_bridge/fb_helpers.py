@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from karakuri.firmware_bridge.serial_link import SerialLink
 
 

@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from fb_helpers import drive
+
 from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 from karakuri.launch.cli import main

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.codec import (
     CRC32_CHECK,
     CobsError,

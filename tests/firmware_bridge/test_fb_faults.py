@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from fb_helpers import drive, on_time, smoothstep_path, wait_for
+
 from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig

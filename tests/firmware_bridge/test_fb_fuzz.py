@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from karakuri.firmware_bridge.codec import (
     CodecError,
     CrcError,

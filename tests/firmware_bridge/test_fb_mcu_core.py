@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.firmware_bridge.protocol import (

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from fb_helpers import drive, on_time, smoothstep_path, wait_for
+
 from karakuri.firmware_bridge.link import (
     CommandMode,
     Link,

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from karakuri.firmware_bridge.link import CommandMode, JointState, LinkCounters
 from karakuri.launch.cli import main
 from karakuri.launch.deploy import deploy, resolve_rate, resolve_spec

@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.launch.deploy import build_safety
 from karakuri.launch.schema import (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from karakuri.policies.export import (
     ActionMap,
     Normalizer,

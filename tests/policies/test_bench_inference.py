@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from karakuri.launch.cli import main
 from policy_file_helpers import exported
+
+from karakuri.launch.cli import main
 
 
 def test_bench_inference_on_a_file_prints_percentiles_and_ratios(capsys) -> None:

@@ -8,9 +8,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from policy_file_helpers import ARM, GRIPPER, exported, robot_signals, torch_act, toy_spec
+
 from karakuri.policies.onnx_policy import OnnxPolicy
 from karakuri.policies.policy import Policy, PolicyError
-from policy_file_helpers import ARM, GRIPPER, exported, robot_signals, torch_act, toy_spec
 
 
 @pytest.fixture(scope="module")

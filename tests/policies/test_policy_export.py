@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from policy_file_helpers import exported, robot_signals, torch_act, toy_module, toy_spec
+
 from karakuri.policies import export as export_mod
 from karakuri.policies.export import (
     ActionMap,
@@ -18,7 +20,6 @@ from karakuri.policies.export import (
 )
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.policies.onnx_policy import OnnxPolicy
-from policy_file_helpers import exported, robot_signals, torch_act, toy_module, toy_spec
 
 
 @pytest.mark.parametrize("kind", ["joint_position_delta", "joint_position"])

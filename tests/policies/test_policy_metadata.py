@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from karakuri.policies.metadata import FORMAT_VERSION, PolicyMetadata
 from karakuri.policies.policy import PolicyError
 

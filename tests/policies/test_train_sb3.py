@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from karakuri.policies.sb3_trainer import PPO, TrainConfig, latest_checkpoint, train
 
 TINY = dict(

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from karakuri.firmware_bridge.link import (
     CommandMode,
     JointState,
@@ -284,8 +285,9 @@ def test_latency_histogram_matches_numpy():
 
 
 def test_loop_telemetry_has_every_channel(tmp_path):
-    from karakuri.robot.telemetry import McapTelemetry
     from mcap.reader import make_reader
+
+    from karakuri.robot.telemetry import McapTelemetry
 
     link, policy = FakeLink(), FakePolicy(target=(5.0, 0.0))
     tel = McapTelemetry(tmp_path / "loop.mcap")

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+
 from karakuri.robot.realtime import RealtimeConfig, RealtimeSetup
 from karakuri.robot.telemetry import CHANNELS, McapTelemetry
 

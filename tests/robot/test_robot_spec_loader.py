@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from karakuri.robot.registry import ROBOTS, load_robot
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from gymnasium.utils.env_checker import check_env
+
 from karakuri.sim.adapters import GymEnv, SB3VecEnv
 from karakuri.sim.registry import make_env
 

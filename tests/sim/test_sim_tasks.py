@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from karakuri.sim.env import BatchedEnv, EnvError
 from karakuri.sim.physics import substeps
 from karakuri.sim.registry import TASK_ROBOTS, TASKS, make_env, make_task
