@@ -140,7 +140,9 @@ class WarpPhysics:
         device: ``"cuda"``, ``"cuda:K"`` or ``"cpu"`` (slow: for tests).
         nconmax: Contacts per world (default: :func:`buffer_sizes`).
         njmax: Constraint rows per world (default: :func:`buffer_sizes`).
-        graph: Capture and replay graphs (default: yes; CUDA needs warp's memory pool).
+        graph: Capture and replay graphs (default: where they work; on CUDA that needs warp's
+            memory pool and a 12.4+ driver and toolkit for the solver's conditional loop;
+            without graphs that loop reads its condition on the host every iteration).
         deterministic: Stable contact and constraint order and invariant atomics on the GPU,
             so the same seed gives the same trajectory (``mjw.DeterminismType.ALL``).
     """
@@ -169,7 +171,7 @@ class WarpPhysics:
         self.device = torch.device(wp.device_to_torch(self._wp_device))
         self.nconmax, self.njmax = buffer_sizes(model, nconmax, njmax)
         dev = self._wp_device
-        self._graph = graph if graph is not None else (dev.is_cpu or wp.is_mempool_enabled(dev))
+        self._graph = graph if graph is not None else _graphs_work(dev)
         data = mujoco.MjData(model)
         mujoco.mj_forward(model, data)
         with wp.ScopedDevice(dev):
@@ -367,6 +369,23 @@ class WarpPhysics:
                 setattr(self._m, name, wp.array(full, dtype=arr.dtype))
             self._graphs.clear()  # graphs hold the old array's address
         return wp.to_torch(getattr(self._m, name))
+
+
+def _graphs_work(device: wp.Device) -> bool:
+    """True where graphs can be captured (always on CPU); says why not on CUDA."""
+    if device.is_cpu:
+        return True
+    missing = [
+        why
+        for ok, why in (
+            (wp.is_mempool_enabled(device), "warp's memory pool is off"),
+            (wp.is_conditional_graph_supported(), "CUDA driver or toolkit older than 12.4"),
+        )
+        if not ok
+    ]
+    if missing:
+        print(f"warp backend: CUDA graphs off ({'; '.join(missing)}): steps will sync the host")
+    return not missing
 
 
 class _StatusCheck:
