@@ -107,42 +107,14 @@ def _distributed() -> tuple[int, int, int]:
 def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     """Train (or resume) an rsl_rl run; returns its directory.  Writes eval.json at the end."""
     from karakuri.policies.evaluate import evaluate_run
-    from karakuri.sim.rsl_adapter import RslVecEnv
 
-    if resume is not None:
-        prev = load_config(resume)
-        cfg = replace(
-            prev, total_steps=max(cfg.total_steps, prev.total_steps), run_dir=str(resume),
-            progress=cfg.progress,
-        )  # fmt: skip
-    world, rank, local = _distributed()
-    if world > 1:
-        if not cfg.run_dir:
-            raise ValueError("under torchrun pass --run-dir, so every rank writes the same run")
-        if not cfg.device.startswith("cuda"):
-            raise ValueError(f"multi-GPU training needs --device cuda, got {cfg.device!r}")
-        cfg = replace(cfg, device=f"cuda:{local}")
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else _default_run_dir(cfg)
-    cfg = replace(cfg, run_dir=str(run_dir))
-    if rank == 0:
+    cfg, world, rank = _resolve(cfg, resume)
+    run_dir = Path(cfg.run_dir)
+    torch.manual_seed(cfg.seed + rank)
+    vec, setup_s, compile_s = _warm_env(cfg, rank)
+    if rank == 0:  # only once the env is up: a bad device leaves no half-made run behind
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         _write_config(cfg, run_dir)
-    torch.manual_seed(cfg.seed + rank)
-
-    t0 = time.perf_counter()
-    env = make_env(
-        cfg.task, cfg.robot or None, num_worlds=cfg.num_envs, backend=cfg.backend,
-        device=cfg.device, seed=cfg.seed + rank, randomize=cfg.randomize,
-    )  # fmt: skip
-    vec = RslVecEnv(env)
-    vec.reset()  # the first reset and step compile the warp kernels and capture the graphs
-    vec.step(torch.zeros(env.num_worlds, env.action_size, device=env.device))
-    vec.reset()
-    if env.device.type == "cuda":
-        torch.cuda.synchronize(env.device)
-    setup_s = time.perf_counter() - t0
-    compile_s = float(getattr(env.physics, "compile_s", 0.0))
-
     rcfg = rsl_config(cfg)
     steps_per_iter = cfg.num_envs * rcfg["num_steps_per_env"] * world
     rcfg["save_interval"] = max(1, cfg.checkpoint_every // steps_per_iter)
@@ -158,37 +130,78 @@ def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         done = runner.current_learning_iteration + 1  # rsl_rl stores the last finished one
         runner.current_learning_iteration = done
     total = math.ceil(cfg.total_steps / steps_per_iter)
-    out = contextlib.nullcontext() if cfg.progress else contextlib.redirect_stdout(io.StringIO())
-    t1 = time.perf_counter()
-    if total > done:
-        with out:
-            runner.learn(num_learning_iterations=total - done, init_at_random_ep_len=True)
-    if env.device.type == "cuda":
-        torch.cuda.synchronize(env.device)
-    train_s = time.perf_counter() - t1
-    check = getattr(env.physics, "check", None)
-    if check is not None:
-        check()  # an overflow in the last step would otherwise go unreported
+    train_s = _learn(runner, vec, total - done, cfg.progress)
     vec.close()
     if rank != 0:
         return run_dir
     runner.save_final(str(run_dir / "model.pt"))
     result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
-    env_steps = (total - done) * steps_per_iter
     result.update(
         trainer="rsl_rl",
         compile_s=round(compile_s, 2),
         setup_s=round(setup_s, 2),
         train_wall_s=round(train_s, 2),
         env_steps=int(total * steps_per_iter),
-        env_steps_per_s=round(env_steps / max(train_s, 1e-9)),
+        env_steps_per_s=round((total - done) * steps_per_iter / max(train_s, 1e-9)),
         num_envs=cfg.num_envs * world,
         gpus=world,
-        device=str(env.device),
+        device=str(vec.device),
         backend=cfg.backend,
     )
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     return run_dir
+
+
+def _resolve(cfg: TrainConfig, resume: str | Path | None) -> tuple[TrainConfig, int, int]:
+    """The config to run (a resumed run's own, longer budget), world size and rank."""
+    if resume is not None:
+        prev = load_config(resume)
+        cfg = replace(
+            prev, total_steps=max(cfg.total_steps, prev.total_steps), run_dir=str(resume),
+            progress=cfg.progress,
+        )  # fmt: skip
+    world, rank, local = _distributed()
+    if world > 1:
+        if not cfg.run_dir:
+            raise ValueError("under torchrun pass --run-dir, so every rank writes the same run")
+        if not cfg.device.startswith("cuda"):
+            raise ValueError(f"multi-GPU training needs --device cuda, got {cfg.device!r}")
+        cfg = replace(cfg, device=f"cuda:{local}")
+    return replace(cfg, run_dir=cfg.run_dir or str(_default_run_dir(cfg))), world, rank
+
+
+def _warm_env(cfg: TrainConfig, rank: int) -> tuple[Any, float, float]:
+    """The rsl_rl env after one reset and step: (env, setup s, kernel compile/capture s)."""
+    from karakuri.sim.rsl_adapter import RslVecEnv
+
+    t0 = time.perf_counter()
+    env = make_env(
+        cfg.task, cfg.robot or None, num_worlds=cfg.num_envs, backend=cfg.backend,
+        device=cfg.device, seed=cfg.seed + rank, randomize=cfg.randomize,
+    )  # fmt: skip
+    vec = RslVecEnv(env)
+    vec.reset()  # the first reset and step compile the warp kernels and capture the graphs
+    vec.step(torch.zeros(env.num_worlds, env.action_size, device=env.device))
+    vec.reset()
+    if env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)
+    return vec, time.perf_counter() - t0, float(getattr(env.physics, "compile_s", 0.0))
+
+
+def _learn(runner: Any, vec: Any, iterations: int, progress: bool) -> float:
+    """Run ``iterations`` PPO iterations; returns their wall time, s (GPU work included)."""
+    out = contextlib.nullcontext() if progress else contextlib.redirect_stdout(io.StringIO())
+    t0 = time.perf_counter()
+    if iterations > 0:
+        with out:
+            runner.learn(num_learning_iterations=iterations, init_at_random_ep_len=True)
+    if vec.device.type == "cuda":
+        torch.cuda.synchronize(vec.device)
+    train_s = time.perf_counter() - t0
+    check = getattr(vec.env.physics, "check", None)
+    if check is not None:
+        check()  # an overflow in the last step would otherwise go unreported
+    return train_s
 
 
 def _default_run_dir(cfg: TrainConfig) -> Path:

@@ -48,7 +48,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not Path(args.resume, "config.json").exists():
         print(f"karakuri train: --resume {args.resume} is not a run directory (no config.json)")
         return 2
-    run_dir = train(cfg, resume=args.resume)
+    try:
+        run_dir = train(cfg, resume=args.resume)
+    except ValueError as e:  # e.g. --device cuda where warp finds no CUDA
+        print(f"karakuri train: {e}")
+        return 2
     result = json.loads((run_dir / "eval.json").read_text())
     print(f"trained {result['env_steps']:,} env steps in {result['train_wall_s']:.1f} s")
     if "compile_s" in result:
