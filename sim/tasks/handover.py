@@ -163,7 +163,7 @@ class Handover(Task):
     @property
     def reward_scales(self) -> dict[str, float]:
         """Approach and hold; keep the cup upright; slow near the person; never hurt."""
-        return {"approach": 2.0, "hold": 4.0, "upright": 0.5, "zone_speed": -2.0,
+        return {"approach": 2.0, "hold": 4.0, "upright": 1.0, "zone_speed": -2.0,
                 "contact": -1.0, "violation": -self.cfg.violation_penalty,
                 "action_rate": -0.05, "joint_vel": -0.005}
 
@@ -343,7 +343,7 @@ class Handover(Task):
         return {
             "approach": 1 - torch.tanh(d / 0.3),
             "hold": tolerance(d, margin=0.05, bounds=(0.0, self.cfg.success_radius / 2)),
-            "upright": tolerance(s["tilt"], margin=0.5, bounds=(0.0, 0.1)),
+            "upright": tolerance(s["tilt"], margin=0.25, bounds=(0.0, 0.05)),
             "zone_speed": near_zone * excess.clamp(max=2.0),
             "contact": (s["force"] / self._limits).sum(dim=-1),
             "violation": s["violation"].float(),
@@ -362,9 +362,13 @@ class Handover(Task):
         return ok & ~s["violation"] & ~self.violated
 
     def metrics(self, physics: Physics) -> dict[str, torch.Tensor]:
-        """Peak tool speed in the zone (m/s), peak contact force (N), violation (0/1), distance."""
+        """Per-world episode metrics, each (N,).
+
+        Peak tool speed in the zone (m/s), peak contact force (N), violation (0/1), final
+        cup-to-target distance (m) and cup tilt from upright (rad).
+        """
         s = self._state(physics)
         return {"peak_zone_speed": self.peak_speed.clone(),
                 "peak_contact_force": self.peak_force.clone(),
                 "violation": (self.violated | s["violation"]).float(),
-                "final_distance": s["distance"]}
+                "final_distance": s["distance"], "final_tilt": s["tilt"]}
