@@ -79,7 +79,7 @@ def rsl_config(cfg: TrainConfig, check_for_nan: bool = False) -> dict[str, Any]:
         },
         "algorithm": {
             "class_name": "PPO",
-            "num_learning_epochs": 5,
+            "num_learning_epochs": 8,  # 600 k steps on CPU: 99.5 % (8 epochs), 99.0 % (5)
             "num_mini_batches": 4,
             "clip_param": 0.2,
             "gamma": 0.97,
@@ -90,7 +90,9 @@ def rsl_config(cfg: TrainConfig, check_for_nan: bool = False) -> dict[str, Any]:
             "max_grad_norm": 1.0,
             "schedule": "adaptive",
             "desired_kl": 0.01,
-            "use_clipped_value_loss": True,
+            # returns reach ~100 here: a value clipped to move 0.2 per update learns too slowly
+            # (reach, cpu backend, 256 worlds, 600 k steps, 5 epochs: 62.5 % clipped, 99.0 % not)
+            "use_clipped_value_loss": False,
         },
     }
 
