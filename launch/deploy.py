@@ -187,7 +187,7 @@ def open_link(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
         else:
             from karakuri.firmware_bridge.ros2_link import Ros2Link
 
-            link = Ros2Link(spec, link_cfg)  # type: ignore[arg-type]
+            link = Ros2Link(spec, link_cfg, control_period_s=1.0 / rate_hz)  # type: ignore[arg-type]
         stack.callback(link.close)
         link.connect()
         yield link, plant
