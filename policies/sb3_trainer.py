@@ -60,7 +60,7 @@ class TrainConfig:
     robot: str = ""
     algo: Literal["ppo", "sac"] = "ppo"
     num_envs: int = 256
-    total_steps: int = 600_000
+    total_steps: int = 500_000
     seed: int = 0
     run_dir: str = ""
     checkpoint_every: int = 200_000
@@ -149,6 +149,7 @@ def _ppo_kwargs(cfg: TrainConfig, actor_obs: int) -> dict[str, Any]:
             net_arch=dict(pi=list(cfg.net), vf=list(cfg.net)),
             activation_fn=nn.ELU,
             log_std_init=-1.0,
+            optimizer_kwargs=dict(fused=True),  # one kernel per step: ~9 % off a CPU run
         ),
     )
 

@@ -38,7 +38,7 @@ class ReachConfig:
     """
 
     ctrl_dt: float = 0.02
-    episode_s: float = 2.0
+    episode_s: float = 1.5
     target_low: tuple[float, float, float] = (0.30, -0.10, 0.15)
     target_high: tuple[float, float, float] = (0.60, 0.40, 0.45)
     action_scale: float = 0.05
