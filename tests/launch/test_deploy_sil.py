@@ -123,7 +123,11 @@ def test_sil_ctrl_c_leaves_the_arm_holding(tmp_path, mcu_spy, monkeypatch):
     monkeypatch.setattr(SerialLink, "send_command", spy_send)
 
     def interrupt():
-        time.sleep(1.0)
+        # Ctrl-C once the loop is driving the arm (a fixed delay raced a slow start-up)
+        deadline = time.monotonic() + 30.0
+        while CommandMode.POSITION not in modes and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()

@@ -15,6 +15,7 @@ from karakuri.launch.schema import (
 )
 from karakuri.robot.loop_commands import BoxTargets, FixedTargets
 from karakuri.robot.spec import RobotSpec
+from karakuri.sim.tasks.reach import ReachConfig
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
 BASE = {"robot": "industrial_arm", "policy": "p.onnx", "link": {"kind": "sil"},
@@ -38,7 +39,8 @@ def test_shipped_launch_files_parse():
     assert isinstance(sil.link, SilLinkConfig) and sil.link_kind == "sil"
     assert sil.policy == (LAUNCH.parent / "runs/reach/policy.onnx").resolve()
     src = sil.command.source()
-    assert isinstance(src, BoxTargets) and src.count == 50 and src.hold_s == 2.0
+    assert isinstance(src, BoxTargets) and src.count == 50
+    assert src.hold_s == ReachConfig().episode_s  # each target is held for reach's episode
     hw = load_launch(LAUNCH / "reach_serial.yaml")
     assert isinstance(hw.link, SerialLinkConfig) and hw.link.port == "/dev/ttyACM0"
     assert hw.safety.velocity_scale == 0.5 and hw.realtime.cpus == (3,)
