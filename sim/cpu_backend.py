@@ -90,7 +90,13 @@ class CpuPhysics:
 
     @property
     def actuator_force(self) -> torch.Tensor:
-        """Shape: (num_worlds, nu), N·m or N, from the last step's final substep."""
+        """Shape: (num_worlds, nu), N·m or N, at the current state and controls.
+
+        Computed by MuJoCo on first read after a step or reset (one ``mj_forward`` per world).
+        """
+        if self._force_stale:
+            self._force.copy_(torch.from_numpy(self._actuator_force()))
+            self._force_stale = False
         return self._force
 
     # -- stepping ------------------------------------------------------------------------
@@ -118,7 +124,7 @@ class CpuPhysics:
                 f"non-finite physics state in worlds {bad[:8].tolist()} after a step; "
                 "check the controls for NaN and the model's timestep"
             )
-        self._refresh(actuator_force=True)
+        self._refresh()
 
     def reset_worlds(self, mask: torch.Tensor, qpos: torch.Tensor, qvel: torch.Tensor) -> None:
         """Set qpos/qvel of the masked worlds (zero time, controls and warm start)."""
@@ -136,8 +142,7 @@ class CpuPhysics:
             mujoco.mj_forward(m, d)
             mujoco.mj_getState(m, d, self._state[i], _FULL)
             self._sens[i] = d.sensordata
-            self._frc[i] = 0.0
-        self._refresh(actuator_force=False)
+        self._refresh()
 
     def set_model_params(self, mask: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
         """Give the masked worlds their own model parameters (switches to per-world models)."""
@@ -157,29 +162,24 @@ class CpuPhysics:
             self._pool.close()
             self._pool = None  # type: ignore[assignment]
 
-    def _refresh(self, actuator_force: bool = False) -> None:
+    def _refresh(self) -> None:
         self._qpos.copy_(torch.from_numpy(self._state[:, self._qpos_sl]))
         self._qvel.copy_(torch.from_numpy(self._state[:, self._qvel_sl]))
         self._sensor.copy_(torch.from_numpy(self._sens))
-        if actuator_force:
-            self._force.copy_(torch.from_numpy(self._actuator_force()))
+        self._force_stale = True
 
     def _actuator_force(self) -> np.ndarray:
-        # Position actuators: force = kp * (ctrl - q) - kv * dq, clamped to the force range.
-        # rollout does not return actuator_force, so it is recomputed for position actuators.
-        m = self.model
-        ctrl = self._ctrl.numpy().astype(np.float64)
-        q = self._state[:, self._qpos_sl][:, m.jnt_qposadr[m.actuator_trnid[:, 0]]]
-        dq = self._state[:, self._qvel_sl][:, m.jnt_dofadr[m.actuator_trnid[:, 0]]]
-        f = (
-            m.actuator_gainprm[:, 0] * ctrl
-            + m.actuator_biasprm[:, 1] * q
-            + m.actuator_biasprm[:, 2] * dq
-        )
-        lim = m.actuator_forcelimited.astype(bool)
-        lo, hi = m.actuator_forcerange[:, 0], m.actuator_forcerange[:, 1]
-        return np.where(lim, np.clip(f, lo, hi), f)
-
+        # rollout returns no actuator forces: MuJoCo recomputes them here, world by world,
+        # at the current state and controls (gravity compensation and clamping included).
+        # Only when someone reads them, never on the stepping path.
+        d, ctrl = self._datas[0], self._ctrl.numpy().astype(np.float64)
+        for i in range(self.num_worlds):
+            m = self._models[i] if self._models is not None else self.model
+            mujoco.mj_setState(m, d, self._state[i], _FULL)
+            d.ctrl[:] = ctrl[i]
+            mujoco.mj_forward(m, d)
+            self._frc[i] = d.actuator_force
+        return self._frc
 
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
     import copy
