@@ -26,6 +26,23 @@ def command_topic(controller_type: str, controller_name: str) -> str:
     return f"{controller_name}/{suffix}"
 
 
+def resolve_controller(cfg: Any) -> None:
+    """Check ``cfg.controller_type`` and fill the controller defaults, in place.
+
+    Shared by the link's and the simulated robot's configs (frozen dataclasses with
+    ``controller_type``, ``controller_name`` and ``command_joints``).
+
+    Raises:
+        ValueError: an unknown controller type, naming the allowed ones.
+    """
+    if cfg.controller_type not in CONTROLLER_TYPES:
+        raise ValueError(f"controller_type {cfg.controller_type!r}; allowed: "
+                         f"{list(CONTROLLER_TYPES)}")
+    if not cfg.controller_name:
+        object.__setattr__(cfg, "controller_name", DEFAULT_CONTROLLER_NAME[cfg.controller_type])
+    object.__setattr__(cfg, "command_joints", tuple(cfg.command_joints))
+
+
 @dataclass(frozen=True)
 class Ros2LinkConfig:
     """How to reach a ros2_control robot; the ``link:`` section of a launch file (kind ros2).
@@ -70,13 +87,7 @@ class Ros2LinkConfig:
     domain_id: int | None = None
 
     def __post_init__(self) -> None:
-        if self.controller_type not in CONTROLLER_TYPES:
-            raise ValueError(f"controller_type {self.controller_type!r}; allowed: "
-                             f"{list(CONTROLLER_TYPES)}")
-        if not self.controller_name:
-            object.__setattr__(self, "controller_name",
-                               DEFAULT_CONTROLLER_NAME[self.controller_type])
-        object.__setattr__(self, "command_joints", tuple(self.command_joints))
+        resolve_controller(self)
         for name in ("state_qos_reliability", "command_qos_reliability"):
             if getattr(self, name) not in ("best_effort", "reliable"):
                 raise ValueError(f"{name} {getattr(self, name)!r}; allowed: "

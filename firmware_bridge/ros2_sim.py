@@ -32,9 +32,9 @@ import numpy as np
 
 from karakuri.firmware_bridge.ros2_config import (
     CONTROLLER_TYPES,
-    DEFAULT_CONTROLLER_NAME,
     ControllerType,
     command_topic,
+    resolve_controller,
 )
 from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos, stamp_ns, time_msg
 from karakuri.robot.registry import load_robot
@@ -90,13 +90,7 @@ class Ros2SimConfig:
     domain_id: int | None = None
 
     def __post_init__(self) -> None:
-        if self.controller_type not in CONTROLLER_TYPES:
-            raise ValueError(f"controller_type {self.controller_type!r}; allowed: "
-                             f"{list(CONTROLLER_TYPES)}")
-        if not self.controller_name:
-            object.__setattr__(self, "controller_name",
-                               DEFAULT_CONTROLLER_NAME[self.controller_type])
-        object.__setattr__(self, "command_joints", tuple(self.command_joints))
+        resolve_controller(self)
         if not 1.0 <= self.state_rate_hz <= 2000.0:
             raise ValueError(f"state_rate_hz {self.state_rate_hz} is outside [1, 2000]")
         if self.state_qos_reliability not in ("reliable", "best_effort"):
