@@ -207,6 +207,11 @@ class PickPlace(Task):
             rgba=[0.9, 0.45, 0.1, 1.0],
         )
         self._add_bin(w)
+        # The arm's links touch the table, the box and the bin (never each other): the arm
+        # alone does not collide, and a policy must not learn to reach through the table.
+        for g in spec.joint(self.robot.arm_joints[0]).parent.find_all(mujoco.mjtObj.mjOBJ_GEOM):
+            if g.contype == 0 and g.conaffinity == 0:
+                g.conaffinity = 1
         for pad, sensor in zip(PAD_GEOMS, S_TOUCH, strict=True):
             g = spec.geom(pad)
             if g is None:
