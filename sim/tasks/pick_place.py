@@ -113,6 +113,17 @@ def fold_yaw(yaw: torch.Tensor) -> torch.Tensor:
     return torch.remainder(yaw + q / 2, q) - q / 2
 
 
+def tanh_kernel(dist: torch.Tensor, coarse: float, fine: float) -> torch.Tensor:
+    """Mean of two ``1 - tanh(d / width)`` kernels, in [0, 1]: a pull from afar and precision near.
+
+    Args:
+        dist: Distances, (N,) m.
+        coarse: Width that still pays across the workspace, m.
+        fine: Width that pays for the last centimetres, m.
+    """
+    return 1 - 0.5 * (torch.tanh(dist / coarse) + torch.tanh(dist / fine))
+
+
 def mirror_qposadr(model: mujoco.MjModel, joint_id: int) -> list[int]:
     """Qpos addresses of the joints a joint equality couples to ``joint_id`` (mirror fingers)."""
     return [
@@ -355,7 +366,9 @@ class PickPlace(Task):
             "reach": torch.where(in_bin, one, 1 - torch.tanh(d_tool / 0.2)),
             "grasp": (grasped & ~in_bin).float(),
             "lift": torch.where(in_bin, one, grasped * (s["lift"] / 0.1).clamp(0, 1)),
-            "carry": torch.where(in_bin, one, lifted * (1 - torch.tanh(d_bin / 0.15))),
+            # Coarse and fine: the pick area is 0.3-0.6 m from the bin, where a 0.15 m kernel
+            # alone paid under 1 % of its maximum and a policy that lifted never carried.
+            "carry": torch.where(in_bin, one, lifted * tanh_kernel(d_bin, 0.6, 0.1)),
             "place": in_bin.float(),
             "release": (in_bin & s["released"]).float(),
             "clear": s["success"].float(),

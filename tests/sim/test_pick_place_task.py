@@ -11,7 +11,13 @@ import torch
 
 from karakuri.robot.registry import load_robot
 from karakuri.sim.env import BatchedEnv
-from karakuri.sim.tasks.pick_place import BOX_HALF, PickPlace, PickPlaceConfig, fold_yaw
+from karakuri.sim.tasks.pick_place import (
+    BOX_HALF,
+    PickPlace,
+    PickPlaceConfig,
+    fold_yaw,
+    tanh_kernel,
+)
 
 
 def make(n: int = 1, randomize: bool = False, **cfg) -> BatchedEnv:
@@ -71,6 +77,17 @@ def test_object_pose_reports_the_box_with_its_yaw_folded() -> None:
 def test_fold_yaw_is_a_quarter_turn_symmetry() -> None:
     yaw = torch.linspace(-3.0, 3.0, 61)
     torch.testing.assert_close(fold_yaw(yaw + math.pi / 2), fold_yaw(yaw), atol=1e-5, rtol=0)
+
+
+def test_carry_kernel_pulls_from_the_pick_area_and_pays_most_at_the_bin() -> None:
+    d = torch.linspace(0.0, 1.0, 101)
+    k = tanh_kernel(d, 0.6, 0.1)
+    assert k[0] == 1.0 and bool((k > 0).all()) and bool((k <= 1).all())
+    assert bool((k.diff() < 0).all())
+    # 0.3-0.6 m is where a lifted box starts; the pull there must be worth learning from.
+    far = tanh_kernel(torch.tensor([0.3, 0.45, 0.6]), 0.6, 0.1)
+    assert bool((far > 0.1).all())
+    assert float(far[0] - far[1]) > 0.05
 
 
 def test_stage_rewards_start_at_reach_only() -> None:
