@@ -181,6 +181,7 @@ class CpuPhysics:
             self._frc[i] = d.actuator_force
         return self._frc
 
+
 def _copy_model(model: mujoco.MjModel) -> mujoco.MjModel:
     import copy
 

@@ -7,15 +7,13 @@ export and deployment.  Training runs once per session (about two minutes on two
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-# MuJoCo picks its OpenGL platform at first import, and some test modules import mujoco
-# before karakuri (which sets this itself): offscreen rendering on a headless box needs EGL.
-if not os.environ.get("DISPLAY"):
-    os.environ.setdefault("MUJOCO_GL", "egl")
-
 import pytest
+
+# Some test modules import mujoco before karakuri; importing karakuri first chooses MuJoCo's
+# OpenGL platform (EGL on a headless box) before anything imports mujoco.
+import karakuri  # noqa: F401
 
 
 @pytest.fixture(scope="session")
