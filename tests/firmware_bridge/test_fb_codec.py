@@ -1,4 +1,5 @@
-"""Codec: COBS, CRC-32, message layouts and the test vectors of docs/wire-protocol.md."""
+"""Codec: COBS, CRC-32, message layouts and the test vectors (firmware_bridge/vectors/wire_vectors.json,
+rendered verbatim in docs/wire-protocol.md)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,7 @@ from karakuri.firmware_bridge.codec import (
 from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.protocol import (
     MAX_ENCODED,
-    Ack,
-    Arm,
-    Caps,
     Command,
-    Estop,
-    Fault,
     FrameDecoder,
     Heartbeat,
     Hello,
@@ -42,43 +38,20 @@ from karakuri.firmware_bridge.protocol import (
     encode_frame,
     encode_payload,
 )
+from karakuri.firmware_bridge.wire_vectors import (
+    load_vectors,
+    message_from_json,
+    render_doc_section,
+)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-protocol.md"
-
-# name -> (message, seq, time_us); the doc holds the bytes.
-VECTORS = {
-    "hello": (Hello(20000, 2000), 1, 1000),
-    "caps": (Caps(0x89ABCDEF, 2000, 20000, 2000, 50000, [-1.5, 0.0], [1.5, 0.0390625],
-                  [3.0, 0.125], [150.0, 60.0]), 1, 4000),
-    "state": (State(1, 7, [0.5, 0.03125], [-0.25, 0.0], [12.5, -3.0]), 2, 6000),
-    "command": (Command(CommandMode.POSITION, [0.5, 0.03125]), 7, 123456),
-    "command_ff": (Command(CommandMode.POSITION, [0.5, 0.03125], [1.0, 0.0], [2.5, -1.0]), 8,
-                   125456),
-    "command_hold": (Command(CommandMode.HOLD, [0.5, 0.03125]), 9, 127456),
-    "heartbeat": (Heartbeat(), 10, 129456),
-    "estop": (Estop(), 11, 131456),
-    "arm": (Arm(1), 12, 133456),
-    "fault": (Fault(1, 1, 50000), 3, 2076000),
-    "ack": (Ack(MsgType.ARM, 12, 0), 4, 2078000),
-}
-
-
-def _doc_vectors() -> dict[str, dict[str, bytes | int]]:
-    out: dict[str, dict[str, bytes | int]] = {}
-    for block in re.findall(r"```text\n(vector: .*?)```", DOC.read_text(), re.S):
-        name = re.search(r"vector: (\w+)", block).group(1)
-        crc = int(re.search(r"crc32: (0x[0-9a-f]+)", block).group(1), 16)
-        parts = {}
-        for key in ("payload", "frame"):
-            m = re.search(rf"{key} \((\d+) bytes\):\n((?:    [0-9a-f ]+\n)+)", block)
-            data = bytes.fromhex(m.group(2).replace("\n", " "))
-            assert len(data) == int(m.group(1)), f"{name} {key}: byte count in the doc is wrong"
-            parts[key] = data
-        out[name] = {"crc": crc, **parts}
-    return out
-
-
-DOC_VECTORS = _doc_vectors()
+VECTORS = load_vectors()
+FRAMES = {v["name"]: v for v in VECTORS["frames"]}
+INVALID = {v["name"]: v for v in VECTORS["invalid_frames"]}
+ERRORS = {"crc": CrcError, "length": (LengthError, CobsError), "version": VersionError,
+          "message": MessageError}
+DECODER_COUNTER = {"crc": "crc_errors", "length": "length_errors", "version": "version_errors",
+                   "message": "message_errors"}
 
 
 def crc32_bitwise(data: bytes) -> int:
@@ -91,31 +64,65 @@ def crc32_bitwise(data: bytes) -> int:
     return c ^ 0xFFFFFFFF
 
 
-def test_doc_has_every_vector_and_no_other():
-    assert set(DOC_VECTORS) == set(VECTORS)
+def test_doc_holds_every_vector_of_the_data_file_verbatim():
+    doc = DOC.read_text()
+    for piece in render_doc_section(VECTORS):
+        assert piece in doc, f"docs/wire-protocol.md lacks, verbatim:\n{piece}"
+    names = re.findall(r"```text\nvector: (\w+)", doc)
+    assert sorted(names) == sorted([*FRAMES, *INVALID]), "the doc has a vector the file lacks"
+    assert len(names) == len(set(names))
 
 
-@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_data_file_is_package_data():
+    text = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert '"karakuri.firmware_bridge" = ["vectors/*.json"]' in text.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
 def test_vector_encodes_byte_for_byte(name):
-    msg, seq, time_us = VECTORS[name]
-    doc = DOC_VECTORS[name]
-    assert encode_payload(msg, seq, time_us) == doc["payload"]
-    assert encode_frame(msg, seq, time_us) == doc["frame"]
-    assert int.from_bytes(doc["payload"][-4:], "little") == doc["crc"]
-    assert crc32_bitwise(doc["payload"][:-4]) == doc["crc"]
+    v = FRAMES[name]
+    msg, seq, time_us = message_from_json(v["message"])
+    payload, frame = bytes.fromhex(v["payload_hex"]), bytes.fromhex(v["frame_hex"])
+    assert encode_payload(msg, seq, time_us) == payload
+    assert encode_frame(msg, seq, time_us) == frame
+    assert int.from_bytes(payload[-4:], "little") == int(v["crc32"], 16)
+    assert crc32_bitwise(payload[:-4]) == int(v["crc32"], 16)
+    assert cobs_encode(payload) + b"\x00" == frame
 
 
-@pytest.mark.parametrize("name", sorted(VECTORS))
+@pytest.mark.parametrize("name", sorted(FRAMES))
 def test_vector_decodes_to_the_message(name):
-    msg, seq, time_us = VECTORS[name]
-    frame = decode_frame(DOC_VECTORS[name]["frame"][:-1])
+    v = FRAMES[name]
+    msg, seq, time_us = message_from_json(v["message"])
+    frame = decode_frame(bytes.fromhex(v["frame_hex"])[:-1])
     assert (frame.seq, frame.time_us, frame.msg) == (seq, time_us, msg)
+    assert decode_payload(bytes.fromhex(v["payload_hex"])).msg == msg
 
 
-@pytest.mark.parametrize("name", sorted(VECTORS))
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_vector_raises_its_error_and_is_counted(name):
+    v = INVALID[name]
+    wire = bytes.fromhex(v["frame_hex"])
+    assert wire.endswith(b"\x00") and b"\x00" not in wire[:-1]
+    with pytest.raises(ERRORS[v["error"]]):
+        decode_frame(wire[:-1])
+    dec = FrameDecoder()
+    assert dec.feed(wire) == []
+    counted = {k: getattr(dec.stats, k) for k in DECODER_COUNTER.values()}
+    assert counted == {k: int(k == DECODER_COUNTER[v["error"]]) for k in counted}
+
+
+def test_message_from_json_checks_derived_fields():
+    v = FRAMES["command_ff"]["message"]
+    bad = {**v, "fields": {**v["fields"], "flags": 1}}
+    with pytest.raises(ValueError, match="flags=1 but the arrays give 3"):
+        message_from_json(bad)
+
+
+@pytest.mark.parametrize("name", sorted(FRAMES))
 def test_every_single_bit_flip_of_a_vector_is_rejected(name):
-    wire = DOC_VECTORS[name]["frame"]
-    original = VECTORS[name][0]
+    wire = bytes.fromhex(FRAMES[name]["frame_hex"])
+    original = message_from_json(FRAMES[name]["message"])[0]
     for i in range(len(wire) - 1):
         for bit in range(8):
             bad = bytearray(wire)
@@ -147,18 +154,7 @@ def test_joint_hash_in_the_doc_is_the_industrial_arm_hash():
 
 # ------------------------------------------------------------------ COBS and CRC
 @pytest.mark.parametrize(("raw", "stuffed"), [
-    (b"", b"\x01"),
-    (b"\x00", b"\x01\x01"),
-    (b"\x00\x00", b"\x01\x01\x01"),
-    (bytes.fromhex("11220033"), bytes.fromhex("0311220233")),
-    (bytes.fromhex("11223344"), bytes.fromhex("0511223344")),
-    (bytes.fromhex("11000000"), bytes.fromhex("021101 0101".replace(" ", ""))),
-    (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
-    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
-    (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
-    (bytes(range(2, 256)) + b"\x00", b"\xff" + bytes(range(2, 256)) + b"\x01\x01"),
-    (bytes(range(3, 256)) + b"\x00\x01", b"\xfe" + bytes(range(3, 256)) + b"\x02\x01"),
-])
+    (bytes.fromhex(v["raw_hex"]), bytes.fromhex(v["stuffed_hex"])) for v in VECTORS["cobs"]])
 def test_cobs_reference_vectors(raw, stuffed):
     assert cobs_encode(raw) == stuffed
     assert cobs_decode(stuffed) == raw
@@ -172,7 +168,8 @@ def test_cobs_decode_errors_name_the_offset():
 
 
 def test_crc32_parameters():
-    assert crc32(b"123456789") == CRC32_CHECK == 0xCBF43926
+    check = VECTORS["crc32_check"]
+    assert crc32(check["input_ascii"].encode()) == CRC32_CHECK == int(check["crc32"], 16)
     rng = np.random.default_rng(0)
     for n in (0, 1, 7, 100, 1000):
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
