@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "deploy": "deploy",
     "sil": "sil",
     "bench": "bench",
+    "proxy": "proxy",
 }
 
 
