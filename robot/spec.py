@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from karakuri.robot.kinematics import KinematicChain, KinematicsError
+
 
 class RobotSpecError(ValueError):
     """A robot description or sidecar is inconsistent; the message names the bad value."""
@@ -43,6 +45,8 @@ class RobotSpec:
         tool_site: The MJCF site at the tool centre point.
         model_path: The MJCF or URDF the spec was read from (empty when built by hand).
         control_rate_hz: The rate a policy for this robot normally runs at, Hz.
+        kinematics: The chain from the world frame to the tool (numpy forward kinematics on
+            the edge box, :mod:`karakuri.robot.kinematics`); None when built by hand.
     """
 
     name: str
@@ -60,6 +64,7 @@ class RobotSpec:
     tool_site: str = ""
     model_path: str = ""
     control_rate_hz: float = 50.0
+    kinematics: KinematicChain | None = field(default=None, compare=False)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +118,9 @@ class RobotSpec:
             )
         if self.control_rate_hz <= 0:
             raise RobotSpecError(f"robot {self.name!r}: control_rate_hz must be > 0")
+        if self.kinematics is not None and self.kinematics.n_joints != n:
+            raise RobotSpecError(f"robot {self.name!r}: kinematics reads "
+                                 f"{self.kinematics.n_joints} joints, the spec has {n}")
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RobotSpec):
@@ -162,6 +170,7 @@ class RobotSpec:
             "kd": self.kd.tolist(),
             "tool_site": self.tool_site,
             "control_rate_hz": self.control_rate_hz,
+            **({"kinematics": self.kinematics.to_dict()} if self.kinematics else {}),
         }
 
     @classmethod
@@ -184,9 +193,13 @@ class RobotSpec:
                 tool_site=d.get("tool_site", ""),
                 control_rate_hz=float(d.get("control_rate_hz", 50.0)),
                 model_path=model_path,
+                kinematics=(KinematicChain.from_dict(d["kinematics"]) if d.get("kinematics")
+                            else None),
             )
         except KeyError as e:
             raise RobotSpecError(f"robot spec is missing key {e.args[0]!r}") from e
+        except KinematicsError as e:
+            raise RobotSpecError(f"robot spec {d.get('name')!r}: {e}") from e
 
     def to_json(self) -> str:
         """Compact JSON of :meth:`to_dict`."""
