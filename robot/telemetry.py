@@ -18,6 +18,10 @@ Writing never happens between reading the state and sending the command: :meth:`
 only appends to a buffer, and the loop calls :meth:`drain` in the idle part of the period
 with a time budget.  The buffer is bounded; what does not fit is dropped and counted.
 
+The file survives a crash: it is valid MCAP after every flush (at most every 0.25 s), so the
+standard reader opens a file whose writer was killed (SIGKILL, OOM) and finds every message up
+to the last flush (see :class:`McapTelemetry`).
+
 Only ``mcap`` (pure Python) is imported, and only when a file is opened.
 """
 
@@ -25,7 +29,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +63,20 @@ CHANNELS: dict[str, dict[str, Any]] = {
 }
 
 
+MAGIC = b"\x89MCAP0\r\n"
+"""The bytes that open and close an MCAP file."""
+
+
+def _records(*recs: Any) -> bytes:
+    """MCAP records serialised back to back (``mcap.records`` classes)."""
+    from mcap.data_stream import RecordBuilder
+
+    builder = RecordBuilder()
+    for rec in recs:
+        rec.write(builder)
+    return builder.end()
+
+
 class TelemetryUnavailableError(RuntimeError):
     """Telemetry was asked for but the ``mcap`` package is missing."""
 
@@ -71,41 +92,73 @@ def _jsonable(v: Any) -> Any:
 
 
 class McapTelemetry:
-    """Buffered MCAP writer with one JSON channel per topic of :data:`CHANNELS`.
+    """Buffered, crash-safe MCAP writer with one JSON channel per topic of :data:`CHANNELS`.
+
+    The file is valid MCAP at every moment, not only after :meth:`close`: each flush (at most
+    every ``flush_s``, from :meth:`drain`) writes the messages drained since the last one as
+    one chunk, followed by a data-end record and a footer without a summary, in one
+    ``pwrite`` over the previous footer; a background thread then syncs the file.  A
+    process killed by SIGKILL (or a power cut after the fsync) leaves a file that
+    ``mcap.reader.make_reader`` opens and that holds every message up to the last flush.
+    :meth:`close` writes the last chunk and the summary (schemas, channels, statistics,
+    chunk index), so a cleanly closed file is indexed.  A kill that lands inside the one
+    ``pwrite`` of a flush could leave it half written; the window is microseconds per flush.
 
     Args:
         path: Output file (``.mcap``); its folder is created.
         max_buffered: Messages kept waiting for :meth:`drain`; older ones beyond it are dropped.
         clock: Monotonic clock, s (log times are ``clock()`` in ns).
+        flush_s: Longest time drained messages wait before they are written to the file, s.
+        fsync: Sync the file to its disk after each flush (in a background thread).
 
     Raises:
         TelemetryUnavailableError: ``mcap`` is not installed (the message gives the fix).
+        OSError: The file cannot be created.
     """
 
     def __init__(self, path: str | Path, max_buffered: int = 50_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, flush_s: float = 0.25,
+                 fsync: bool = True) -> None:
         try:
-            from mcap.writer import CompressionType, Writer
+            from mcap import records
         except ImportError as e:
             raise TelemetryUnavailableError(
                 f"telemetry to {path} needs the 'mcap' package: pip install 'karakuri[telemetry]'"
                 f", or remove the telemetry key from the launch file") from e
+        if not flush_s > 0:
+            raise ValueError(f"flush_s={flush_s} must be > 0 s")
+        self._rec = records
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("wb")
-        # No compression: a chunk write is a plain copy, never a pause for zstd/lz4.
-        self._writer = Writer(self._file, chunk_size=256 * 1024, compression=CompressionType.NONE)
-        self._writer.start(profile="", library="karakuri")
-        self._channels: dict[str, int] = {}
-        for topic, schema in CHANNELS.items():
-            sid = self._writer.register_schema(schema["title"], "jsonschema",
-                                               json.dumps(schema).encode())
-            self._channels[topic] = self._writer.register_channel(topic, "json", sid)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._schemas = [records.Schema(i + 1, json.dumps(s).encode(), "jsonschema", s["title"])
+                         for i, s in enumerate(CHANNELS.values())]
+        self._chans = [records.Channel(i + 1, topic, "json", {}, i + 1)
+                       for i, topic in enumerate(CHANNELS)]
+        self._channels = {c.topic: c.id for c in self._chans}
+        head = _records(records.Header(profile="", library="karakuri"), *self._schemas,
+                        *self._chans)
+        self._end = len(MAGIC) + len(head)  # where the data section ends (the footer starts)
+        self._pwrite(MAGIC + head + self._tail(), 0)
         self._buf: collections.deque[tuple[int, int, dict[str, Any]]] = collections.deque(
             maxlen=max_buffered)
-        self._clock = clock
+        self._clock, self._flush_s = clock, flush_s
+        self._chunk = bytearray()
+        self._chunk_times = [0, 0]
+        self._index: list[Any] = []
+        self._counts: collections.Counter[int] = collections.Counter()
+        self._times = [0, 0]
+        self._last_flush = clock()
+        self._sync_wanted = threading.Event()
+        self._closing = False
+        self._syncer = None
+        if fsync:
+            self._syncer = threading.Thread(target=self._sync_loop, name="mcap-fsync",
+                                            daemon=True)
+            self._syncer.start()
         self.dropped = 0
         self.written = 0
+        self.flushes = 0
         self._closed = False
 
     def record(self, topic: str, msg: dict[str, Any], t: float | None = None) -> None:
@@ -147,29 +200,96 @@ class McapTelemetry:
                                  "episode": episode, "phase": phase}, t)
 
     def drain(self, until: float | None = None) -> int:
-        """Encode and write queued messages until ``clock() >= until`` (or all when None).
+        """Encode queued messages until ``clock() >= until`` (or all when None); flush.
+
+        The encoded messages are written to the file (:meth:`flush`) once ``flush_s`` has
+        passed since the last flush and budget is left.
 
         Returns:
-            How many messages were written.
+            How many messages were encoded.
         """
         n = 0
-        buf, clock = self._buf, self._clock
+        buf, clock, msg_cls = self._buf, self._clock, self._rec.Message
         while buf and (until is None or clock() < until):
             ch, stamp, msg = buf.popleft()
             data = json.dumps(_jsonable(msg), separators=(",", ":")).encode()
-            self._writer.add_message(ch, log_time=stamp, data=data, publish_time=stamp)
+            t = self._chunk_times
+            t[:] = [min(t[0], stamp), max(t[1], stamp)] if self._chunk else [stamp, stamp]
+            self._chunk += _records(msg_cls(ch, stamp, data, stamp, self._counts[ch]))
+            self._counts[ch] += 1
             n += 1
         self.written += n
+        if self._chunk and clock() - self._last_flush >= self._flush_s and (
+                until is None or clock() < until):
+            self.flush()
         return n
 
+    def flush(self) -> None:
+        """Write the messages encoded since the last flush as one chunk, then a footer."""
+        self._last_flush = self._clock()
+        if not self._chunk or self._closed:
+            return
+        r, data = self._rec, bytes(self._chunk)
+        t0, t1 = self._chunk_times
+        chunk = _records(r.Chunk(compression="", data=data, message_end_time=t1,
+                                 message_start_time=t0, uncompressed_crc=zlib.crc32(data),
+                                 uncompressed_size=len(data)))
+        self._index.append(r.ChunkIndex(
+            chunk_length=len(chunk), chunk_start_offset=self._end, compression="",
+            compressed_size=len(data), message_end_time=t1, message_index_length=0,
+            message_index_offsets={}, message_start_time=t0, uncompressed_size=len(data)))
+        self._times = [t0, t1] if len(self._index) == 1 else [min(self._times[0], t0),
+                                                              max(self._times[1], t1)]
+        self._pwrite(chunk + self._tail(), self._end)
+        self._end += len(chunk)
+        self._chunk.clear()
+        self.flushes += 1
+        self._sync_wanted.set()
+
     def close(self) -> None:
-        """Write everything still queued, finish the file (summary, index) and close it."""
+        """Write everything still queued, finish the file (summary, index), sync and close."""
         if self._closed:
             return
         self.drain()
-        self._writer.finish()
-        self._file.close()
+        self.flush()
+        r = self._rec
+        data_end = _records(r.DataEnd(0))
+        stats = r.Statistics(
+            attachment_count=0, channel_count=len(self._chans),
+            channel_message_counts=dict(self._counts), chunk_count=len(self._index),
+            message_count=sum(self._counts.values()), message_end_time=self._times[1],
+            message_start_time=self._times[0], metadata_count=0, schema_count=len(self._schemas))
+        summary = _records(*self._schemas, *self._chans, stats, *self._index)
+        start = self._end + len(data_end)
+        self._pwrite(data_end + summary + _records(r.Footer(start, 0, 0)) + MAGIC, self._end)
+        self._closing = True
+        self._sync_wanted.set()
+        if self._syncer is not None:
+            self._syncer.join(timeout=5.0)
+            os.fsync(self._fd)
+        os.close(self._fd)
         self._closed = True
+
+    def _tail(self) -> bytes:
+        """Data end and a footer without summary: a reader reads the data section through."""
+        return _records(self._rec.DataEnd(0), self._rec.Footer(0, 0, 0)) + MAGIC
+
+    def _pwrite(self, data: bytes, offset: int) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self._fd, view, offset)
+            view, offset = view[n:], offset + n
+
+    def _sync_loop(self) -> None:
+        while not self._closing:
+            self._sync_wanted.wait()
+            self._sync_wanted.clear()
+            if self._closing:
+                return
+            try:
+                os.fsync(self._fd)
+            except OSError:  # closed under us at the end of a run: nothing left to sync
+                return
 
     def __enter__(self) -> McapTelemetry:
         return self
