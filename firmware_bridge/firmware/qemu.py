@@ -1,0 +1,237 @@
+"""Run the reference firmware on an emulated Cortex-M (QEMU ``mps2-an386``) behind a pty.
+
+``qemu-system-arm -serial pty`` puts the firmware's UART0 (the wire protocol) on a host
+pseudo-terminal, which :class:`~karakuri.firmware_bridge.serial_link.SerialLink` opens exactly
+as it opens a USB serial port; UART1 carries the firmware's ``KKSTAT`` console lines (its
+counters and servo-loop timing) into a file.  With ``faults`` set, a :class:`PtyFaultProxy`
+sits between the two and corrupts, drops or delays bytes as the virtual MCU's link does.
+
+Standard library, numpy and pyserial's termios settings only (no MuJoCo): this is the
+``link: {kind: qemu}`` of a launch file (docs/firmware.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
+from karakuri.firmware_bridge.link import LinkError
+
+FIRMWARE_DIR = Path(__file__).resolve().parent
+DEFAULT_ELF = FIRMWARE_DIR / "build" / "qemu" / "karakuri_fw.elf"
+_PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label serial0\)")
+
+
+class QemuError(LinkError):
+    """QEMU or the firmware image is missing, or the board did not come up; says the fix."""
+
+
+@dataclass(frozen=True)
+class QemuLinkConfig:
+    """``link:`` with ``kind: qemu``: the reference firmware on an emulated Cortex-M4F.
+
+    Attributes:
+        firmware: The firmware ELF (``make -C firmware_bridge/firmware qemu`` builds it).
+        machine: QEMU machine; the port is written for ``mps2-an386``.
+        qemu: The QEMU executable.
+        console: File for the firmware's ``KKSTAT`` console (UART1); empty: a temp file.
+        icount: Run QEMU with ``-icount shift=N,sleep=on`` (deterministic instruction timing
+            for measurements); None: the guest clock follows the host's.
+        faults: Link faults injected between the host and the board (a pty proxy).
+        handshake_timeout_s: How long the host waits for CAPS, the ARM ACK and a STATE, s.
+        boot_timeout_s: How long QEMU may take to open its pty, s.
+    """
+
+    firmware: Path = DEFAULT_ELF
+    machine: str = "mps2-an386"
+    qemu: str = "qemu-system-arm"
+    console: str = ""
+    icount: int | None = None
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    handshake_timeout_s: float = 5.0
+    boot_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.icount is not None and not 0 <= self.icount <= 10:
+            raise ValueError(f"icount: {self.icount} must be a shift in 0..10 (or absent)")
+        if not self.handshake_timeout_s > 0 or not self.boot_timeout_s > 0:
+            raise ValueError("handshake_timeout_s and boot_timeout_s must be > 0 s")
+
+
+def parse_stats(text: str) -> dict[str, int]:
+    """The newest ``KKSTAT key=value ...`` line of a console log as a dict ({} if none)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("KKSTAT "):
+            pairs = (kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
+            return {k: int(v) for k, v in pairs if v.isdigit()}
+    return {}
+
+
+class QemuBoard:
+    """The firmware running under QEMU; a context manager.
+
+    Args:
+        config: What to run and how.
+
+    Attributes:
+        port: The pty the host opens (the proxy's when faults are set).
+    """
+
+    def __init__(self, config: QemuLinkConfig) -> None:
+        self.config = config
+        self.port = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._proxy: PtyFaultProxy | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.console_path = Path(config.console) if config.console else Path()
+
+    def start(self) -> str:
+        """Start QEMU and wait for its pty; returns :attr:`port`.
+
+        Raises:
+            QemuError: QEMU or the ELF is missing, or no pty within ``boot_timeout_s``.
+        """
+        cfg = self.config
+        exe = shutil.which(cfg.qemu)
+        if exe is None:
+            raise QemuError(f"link.qemu: {cfg.qemu!r} not found; install it (Debian: apt-get "
+                            f"install qemu-system-arm)")
+        if not Path(cfg.firmware).is_file():
+            raise QemuError(f"link.firmware: {cfg.firmware} does not exist; build it with "
+                            f"'make -C {FIRMWARE_DIR} qemu' (needs gcc-arm-none-eabi)")
+        if not cfg.console:
+            self._tmp = tempfile.TemporaryDirectory(prefix="karakuri-qemu-")
+            self.console_path = Path(self._tmp.name) / "console.log"
+        cmd = [exe, "-M", cfg.machine, "-nographic", "-monitor", "none", "-serial", "pty",
+               "-serial", f"file:{self.console_path}", "-kernel", str(cfg.firmware)]
+        if cfg.icount is not None:
+            cmd[1:1] = ["-icount", f"shift={cfg.icount},sleep=on"]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT)
+        qemu_port = self._wait_pty(cmd)
+        if cfg.faults.active:
+            self._proxy = PtyFaultProxy(qemu_port, cfg.faults)
+            self.port = self._proxy.start()
+        else:
+            self.port = qemu_port
+        return self.port
+
+    def _wait_pty(self, cmd: list[str]) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        out, deadline = b"", time.monotonic() + self.config.boot_timeout_s
+        fd = self._proc.stdout.fileno()
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            chunk = os.read(fd, 4096) if ready else b""
+            out += chunk
+            m = _PTY_LINE.search(out)
+            if m:
+                return m.group(1).decode()
+            if ready and not chunk:
+                break
+        self.close()
+        raise QemuError(f"QEMU did not open its pty within {self.config.boot_timeout_s} s "
+                        f"({' '.join(cmd)}): {out.decode(errors='replace').strip()[-300:]}")
+
+    def stats(self) -> dict[str, int]:
+        """The firmware's newest ``KKSTAT`` counters (every 250 ms; {} before the first)."""
+        try:
+            return parse_stats(self.console_path.read_text(errors="replace"))
+        except OSError:
+            return {}
+
+    @property
+    def proxy(self) -> PtyFaultProxy | None:
+        """The fault proxy between host and board, when faults are set."""
+        return self._proxy
+
+    def close(self) -> None:
+        """Stop the proxy and QEMU; safe to call twice."""
+        if self._proxy is not None:
+            self._proxy.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> QemuBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+class PtyFaultProxy:
+    """Bytes between a device pty and a new pty for the host, through two faulty channels.
+
+    Args:
+        device: The device's port (QEMU's pty).
+        faults: Corruption, drop and delay rates (``rx`` = host to device).
+    """
+
+    def __init__(self, device: str, faults: FaultConfig) -> None:
+        self.device, self.faults = device, faults
+        self.to_device = FaultyChannel(faults if faults.applies_to("rx") else FaultConfig(), 0)
+        self.to_host = FaultyChannel(faults if faults.applies_to("tx") else FaultConfig(), 1)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dev = self._master = self._slave = -1
+
+    def start(self) -> str:
+        """Open both sides and start shuffling bytes; returns the host's port path."""
+        self._dev = os.open(self.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        tty.setraw(self._dev)
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        self._thread = threading.Thread(target=self._run, name="qemu-fault-proxy", daemon=True)
+        self._thread.start()
+        return os.ttyname(self._slave)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._dev, self._master], [], [], 0.002)
+            now = time.monotonic()
+            for src, chan in ((self._master, self.to_device), (self._dev, self.to_host)):
+                if src in ready:
+                    try:
+                        chan.push(os.read(src, 4096), now)
+                    except OSError:
+                        pass  # the host has not opened its side yet
+            for dst, chan in ((self._dev, self.to_device), (self._master, self.to_host)):
+                data = chan.pop(now)
+                while data:
+                    try:
+                        data = data[os.write(dst, data):]
+                    except OSError:
+                        break  # nobody reads (or the buffer is full): a line drops bytes
+
+    def close(self) -> None:
+        """Stop the thread and close the fds; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        for fd in (self._dev, self._master, self._slave):
+            if fd >= 0:
+                os.close(fd)
+        self._dev = self._master = self._slave = -1
