@@ -214,6 +214,12 @@ class HostCore:
                 f"{list(spec.joint_names)} with hash 0x{want:08x}: the firmware was built for "
                 f"another robot or another joint order")
             self.add_fault(f"handshake: {self.handshake_error}")
+        elif abs(caps.command_period_us - round(self.command_period_s * 1e6)) > 1:
+            self.handshake_error = (
+                f"MCU on {self.port} accepted a COMMAND period of {caps.command_period_us} µs, "
+                f"not the {round(self.command_period_s * 1e6)} µs this host sends at (its servo "
+                f"period is {caps.servo_period_us} µs); run the loop at a rate the MCU accepts")
+            self.add_fault(f"handshake: {self.handshake_error}")
         else:
             if self.caps is not None:
                 self.counters.reconnects += 1

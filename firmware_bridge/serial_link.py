@@ -35,6 +35,7 @@ from karakuri.firmware_bridge.link import (
     NotConnectedError,
 )
 from karakuri.firmware_bridge.protocol import Caps, Command, Estop, Message, encode_frame
+from karakuri.robot.envelope import LimitSet
 from karakuri.robot.spec import RobotSpec
 
 __all__ = ["CommandError", "HandshakeError", "SerialLink", "SerialLinkConfig"]
@@ -190,6 +191,26 @@ class SerialLink:
     def caps(self) -> Caps | None:
         """The MCU's CAPS from the last handshake."""
         return self._core.caps
+
+    def reported_limits(self) -> LimitSet | None:
+        """The limits in the MCU's CAPS (position and velocity; CAPS has no acceleration).
+
+        One of the envelope's trusted sources (:mod:`karakuri.robot.envelope`); None before
+        the handshake.
+        """
+        caps = self._core.caps
+        if caps is None:
+            return None
+        lim = LimitSet.unknown(f"MCU CAPS on {self.config.port}", caps.n_joints)
+        for name in ("lower", "upper", "velocity_limit"):
+            getattr(lim, name)[:] = np.asarray(getattr(caps, name), np.float64)
+        return lim
+
+    @property
+    def watchdog_s(self) -> float | None:
+        """The MCU's watchdog timeout from CAPS, s (None before the handshake)."""
+        caps = self._core.caps
+        return None if caps is None else caps.watchdog_us * 1e-6
 
     def latest_state(self) -> JointState | None:
         """The newest STATE (its ``stamp`` says when it arrived); never blocks."""

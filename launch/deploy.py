@@ -3,8 +3,12 @@
 ``deploy(load_launch("launch/reach_sil.yaml"))`` is what ``karakuri deploy`` runs.  Only the
 link kind in use is imported: ``serial`` needs pyserial, ``ros2`` rclpy, ``sil`` MuJoCo (for
 the virtual MCU's plant; with a launch ``task``, also torch for the task's scene and signals,
-:mod:`karakuri.launch.plant_signals`).  With ``serial`` or ``ros2`` and no MuJoCo installed, the
-robot spec comes from the policy file's metadata, so an edge box needs neither torch nor MuJoCo.
+:mod:`karakuri.launch.plant_signals`).
+
+Limits come only from trusted sources (:mod:`karakuri.robot.envelope`): the robot description
+installed here (with MuJoCo, its model and sidecar; without, the sidecar alone) ∩ the MCU's CAPS
+(serial) ∩ the launch file's ``safety`` overrides.  The policy file's limits and rate are
+checked against them and a file asking for more is refused before the robot is armed.
 """
 
 from __future__ import annotations
@@ -19,10 +23,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from karakuri.firmware_bridge.link import Link
+from karakuri.launch.deploy_audit import DeployAudit
 from karakuri.launch.schema import LaunchConfig, LaunchError, SilLinkConfig
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.policies.policy import Policy, PolicyError
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
+from karakuri.robot.envelope import (
+    Description,
+    Envelope,
+    EnvelopeError,
+    LimitSet,
+    load_description,
+    policy_claims,
+)
 from karakuri.robot.loop_commands import Episode
 from karakuri.robot.loop_stats import LoopSummary
 from karakuri.robot.realtime import RealtimeConfig
@@ -32,7 +45,7 @@ from karakuri.robot.safety import (
     SafetyFilter,
     SafetyLimits,
 )
-from karakuri.robot.spec import RobotSpec
+from karakuri.robot.spec import RobotSpec, RobotSpecError
 from karakuri.robot.telemetry import McapTelemetry, TelemetryUnavailableError
 
 
@@ -74,7 +87,7 @@ def load_policy(cfg: LaunchConfig) -> Policy:
 
 
 def policy_spec(policy: Policy) -> RobotSpec | None:
-    """The robot spec a policy file carries in its metadata, or None."""
+    """The robot spec a policy file carries in its metadata, or None (never a source of limits)."""
     spec = getattr(policy, "spec", None)
     if isinstance(spec, RobotSpec):
         return spec
@@ -83,53 +96,113 @@ def policy_spec(policy: Policy) -> RobotSpec | None:
     return RobotSpec.from_dict(dict(robot_spec)) if robot_spec else None
 
 
-def resolve_spec(cfg: LaunchConfig, policy: Policy) -> RobotSpec:
-    """The spec to drive: from the policy file when it has one (checked against ``robot``).
+def resolve_description(cfg: LaunchConfig) -> Description:
+    """The robot description installed on this machine that ``cfg.robot`` names (trusted)."""
+    try:
+        return load_description(cfg.robot)
+    except RobotSpecError as e:
+        raise LaunchError(f"{cfg.source}: robot: {e}") from e
 
-    SIL needs the robot's model files, so it always loads the spec from them (MuJoCo).
+
+def resolve_spec(cfg: LaunchConfig, policy: Policy, desc: Description) -> RobotSpec:
+    """The spec to drive: the installed description's, checked against what the policy carries.
+
+    The policy file's spec must name the same robot and joints; it is used for the run only
+    where the description cannot be read in full here (no MuJoCo), and then its limits are
+    replaced by the envelope's (:func:`resolve_envelope`) and its home pose by the sidecar's.
     """
     carried = policy_spec(policy)
-    if carried is not None and cfg.link_kind != "sil":
-        want = cfg.robot
-        if want.endswith((".yaml", ".yml")):
-            from karakuri.robot.loader import read_sidecar  # YAML only, no MuJoCo
-
-            want = str(read_sidecar(want)["name"])
-        if carried.name != want:
-            raise LaunchError(f"{cfg.source}: robot: {cfg.robot!r} but the policy {cfg.policy} "
+    where = f"the policy {cfg.policy}"
+    if carried is not None:
+        if carried.name != desc.name:
+            raise LaunchError(f"{cfg.source}: robot: {cfg.robot!r} is {desc.name!r} but {where} "
                               f"was exported for {carried.name!r}; fix one of them")
-        return carried
-    from karakuri.robot.registry import load_robot  # needs MuJoCo
-
-    spec = load_robot(cfg.robot)
+        if tuple(carried.joint_names) != desc.joint_names:
+            raise LaunchError(f"{cfg.source}: {where} drives joints {list(carried.joint_names)} "
+                              f"but robot {desc.name!r} has {list(desc.joint_names)}; re-export "
+                              f"the policy for this robot")
     meta = getattr(policy, "metadata", None)
-    if isinstance(meta, PolicyMetadata):
+    if isinstance(meta, PolicyMetadata) and desc.spec is not None:
         from karakuri.policies.onnx_policy import check_fits_robot
 
         try:
-            check_fits_robot(meta, spec, meta.control_rate_hz, f"policy {cfg.policy}")
+            check_fits_robot(meta, desc.spec, meta.control_rate_hz, f"policy {cfg.policy}")
         except PolicyError as e:
             raise LaunchError(f"{cfg.source}: {e}") from e
-    return spec
+    if desc.spec is not None:
+        return desc.spec
+    if carried is None:
+        raise LaunchError(f"{cfg.source}: robot {desc.name!r}: its model file cannot be read "
+                          f"here (MuJoCo is not installed) and {where} carries no robot spec; "
+                          f"re-export the policy or install karakuri[sim]")
+    return dataclasses.replace(carried, default_pose=desc.default_pose.copy())
 
 
-def resolve_rate(cfg: LaunchConfig, policy: Policy, spec: RobotSpec) -> float:
-    """The loop rate: the policy's training rate; a launch ``rate_hz`` must equal it."""
+def resolve_rate(cfg: LaunchConfig, policy: Policy, robot: RobotSpec | Description) -> float:
+    """The loop rate: the launch file's ``rate_hz``, else the robot description's rate.
+
+    The policy file's training rate is checked against it, never used as its source.
+    """
     meta = getattr(policy, "metadata", None)
-    trained = float(getattr(meta, "control_rate_hz", 0.0) or spec.control_rate_hz)
-    if cfg.rate_hz is not None and abs(cfg.rate_hz - trained) > 1e-9:
-        raise LaunchError(f"{cfg.source}: rate_hz: {cfg.rate_hz} Hz but the policy was trained "
-                          f"at {trained} Hz; remove rate_hz (or set it to {trained})")
-    return cfg.rate_hz or trained
+    claimed = float(getattr(meta, "control_rate_hz", 0.0) or 0.0)
+    allowed = float(cfg.rate_hz if cfg.rate_hz is not None else robot.control_rate_hz)
+    if claimed and abs(claimed - allowed) > 1e-9 * allowed:
+        if cfg.rate_hz is not None:
+            raise LaunchError(f"{cfg.source}: rate_hz: {cfg.rate_hz} Hz but the policy was "
+                              f"trained at {claimed} Hz; remove rate_hz (or set it to {claimed})")
+        raise LaunchError(
+            f"{cfg.source}: the policy {cfg.policy} claims a control rate of {claimed:g} Hz but "
+            f"robot {robot.name!r} runs at {allowed:g} Hz (its description); refused: a policy "
+            f"file's rate is checked, never believed. If this robot may run at {claimed:g} Hz, "
+            f"set rate_hz: {claimed:g} in the launch file")
+    return allowed
 
 
-def build_safety(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float) -> SafetyFilter:
-    """The safety filter: the spec's limits tightened by ``cfg.safety`` (never loosened)."""
+def resolve_envelope(cfg: LaunchConfig, policy: Policy, desc: Description,
+                     reported: LimitSet | None, complete: bool = True) -> Envelope:
+    """Description ∩ what the robot reports; the policy file's claims checked against it.
+
+    Args:
+        cfg: The launch file.
+        policy: The policy whose file's claims are checked.
+        desc: The installed robot description.
+        reported: What the robot reported (the MCU's CAPS), or None.
+        complete: Also require a trusted value for every limit (False: check the claims
+            against what is known so far, before the link is open).
+
+    Raises:
+        LaunchError: a limit has no trusted source, or the policy asks for more (names the
+            joint, its value and the limit with its source).
+    """
+    meta = getattr(policy, "metadata", None)
+    carried = policy_spec(policy)
+    claims = policy_claims(carried.to_dict() if carried is not None else None,
+                           getattr(meta, "lower", None), getattr(meta, "upper", None),
+                           desc.joint_names, f"the policy {cfg.policy}")
     try:
+        env = Envelope.intersect(desc.joint_names, desc.limits,
+                                 *([reported] if reported is not None else []))
+        if complete:
+            env.check_complete()
+        env.check_claims(claims)
+    except EnvelopeError as e:
+        raise LaunchError(f"{cfg.source}: {e}") from e
+    return env
+
+
+def build_safety(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
+                 envelope: Envelope | None = None) -> SafetyFilter:
+    """The safety filter: the envelope tightened by ``cfg.safety`` (never loosened).
+
+    ``spec``'s limits are used where no envelope is given (they must then be trusted).
+    """
+    try:
+        if envelope is not None:
+            spec = envelope.apply_to(spec)
         limits = SafetyLimits.from_spec(spec, cfg.safety, prefix="safety")
         fk = mujoco_fk(spec) if limits.workspace is not None else None
         return SafetyFilter(limits, 1.0 / rate_hz, cfg.soft_start_s, fk=fk)
-    except SafetyConfigError as e:
+    except (SafetyConfigError, EnvelopeError) as e:
         raise LaunchError(f"{cfg.source}: {e}") from e
 
 
@@ -242,9 +315,16 @@ def open_telemetry(cfg: LaunchConfig, log: Callable[[str], None]) -> McapTelemet
 
 
 # ----------------------------------------------------------------------------- composition
+def reported_limits(link: Link) -> LimitSet | None:
+    """The limits the robot itself reported (a serial MCU's CAPS), or None for other links."""
+    fn = getattr(link, "reported_limits", None)
+    return fn() if callable(fn) else None
+
+
 def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
            policy: Policy | None = None,
-           link: tuple[Link, Plant | None] | None = None) -> DeployResult:
+           link: tuple[Link, Plant | None] | None = None,
+           description: Description | RobotSpec | None = None) -> DeployResult:
     """Run a launch file's loop to its end and return what happened.
 
     Args:
@@ -252,17 +332,40 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
         log: Where progress lines go.
         policy: Use this policy instead of loading ``cfg.policy`` (tests, notebooks).
         link: Use this connected link (and plant) instead of building ``cfg.link``.
+        description: Use this robot description instead of reading ``cfg.robot`` from disk.
 
     Returns:
         The summary, with per-episode success where the plant is visible (SIL).
 
     Raises:
-        LaunchError: a setting does not fit the robot or policy (names the key and file).
+        LaunchError: a setting does not fit the robot or policy, or the policy file asks for
+            more than the envelope (names the key, joint, value, limit and file).
+        karakuri.launch.trust.PolicyTrustError: the policy file is unsigned, altered or
+            signed by an unknown key (refused before it is parsed or the link opens).
     """
+    audit = DeployAudit(cfg, log)
+    audit.check_policy(policy)  # trust the file first; appends deploy_start to the audit log
+    with audit.recording():  # deploy_error on any exception
+        result = _compose(cfg, audit, log=log, policy=policy, link=link, description=description)
+        audit.end(result.summary, result.telemetry)
+    result.notes.extend(audit.notes)
+    return result
+
+
+def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None],
+             policy: Policy | None, link: tuple[Link, Plant | None] | None,
+             description: Description | RobotSpec | None) -> DeployResult:
+    """:func:`deploy` once the policy file is trusted; ``audit`` notes what the loop runs."""
     policy = policy if policy is not None else load_policy(cfg)
-    spec = resolve_spec(cfg, policy)
-    rate = resolve_rate(cfg, policy, spec)
-    safety = build_safety(cfg, spec, rate)
+    if isinstance(description, RobotSpec):
+        description = Description.from_spec(description)
+    desc = description if description is not None else resolve_description(cfg)
+    spec = resolve_spec(cfg, policy, desc)
+    rate = resolve_rate(cfg, policy, desc)
+    # refuse what can be refused before the link opens (the MCU's CAPS may only tighten)
+    early = resolve_envelope(cfg, policy, desc, None, complete=desc.spec is not None)
+    if desc.spec is not None:
+        build_safety(cfg, spec, rate, early)
     scene = None
     if cfg.task and link is None:
         from karakuri.launch.plant_signals import scene_for
@@ -282,6 +385,11 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
     telemetry = open_telemetry(cfg, log)
     try:
         with link_cm as (the_link, plant):
+            envelope = resolve_envelope(cfg, policy, desc, reported_limits(the_link))
+            spec = envelope.apply_to(spec)
+            safety = build_safety(cfg, spec, rate)
+            log(f"envelope: {' ∩ '.join(envelope.sources)} ∩ launch safety overrides; the "
+                f"policy file's limits and rate checked against it")
             commands = cfg.command.source() if cfg.command else None
             evaluator = reach_evaluator(plant, cfg.success_radius_m) if plant else None
             on_start, run_policy = None, policy
@@ -291,6 +399,8 @@ def deploy(cfg: LaunchConfig, *, log: Callable[[str], None] = print,
                 wired = wire_scene(cfg, policy, scene, plant, log)
                 run_policy, commands = wired.policy, wired.commands
                 evaluator, on_start = wired.evaluator, wired.on_episode_start
+            the_link = audit.watch(the_link, spec=spec, rate_hz=rate, safety=safety,
+                                   envelope=envelope)
             loop = ControlLoop(
                 the_link, run_policy, safety, loop_cfg, commands=commands,
                 reset_pose=spec.default_pose, telemetry=telemetry, evaluator=evaluator,

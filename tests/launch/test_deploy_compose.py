@@ -13,6 +13,7 @@ from karakuri.firmware_bridge.link import CommandMode, JointState, LinkCounters
 from karakuri.launch.cli import main
 from karakuri.launch.deploy import deploy, resolve_rate, resolve_spec
 from karakuri.launch.schema import LaunchError, load_launch
+from karakuri.robot.envelope import Description
 from karakuri.robot.spec import RobotSpec
 
 N = 2
@@ -110,7 +111,7 @@ def test_deploy_composes_and_judges_success(tmp_path):
         "targets": [[0.5, 0, 0], [1.5, 0, 0]], "hold_s": 0.5, "reset_s": 0.1}))
     link = ToyLink()
     result = deploy(cfg, policy=ToyPolicy(toy_spec()), link=(link, ToyPlant(link)),
-                    log=lambda s: None)
+                    log=lambda s: None, description=toy_spec())
     s = result.summary
     assert s.stopped_by == "all 2 episodes done" and s.fault is None
     assert [e.success for e in s.episodes] == [True, False]
@@ -121,8 +122,8 @@ def test_deploy_composes_and_judges_success(tmp_path):
 
 def test_policy_robot_mismatch_names_both(tmp_path):
     cfg = load_launch(launch_file(tmp_path, robot="other_arm"))
-    with pytest.raises(LaunchError, match=r"'other_arm'.*exported for 'toy'"):
-        resolve_spec(cfg, ToyPolicy(toy_spec()))
+    with pytest.raises(LaunchError, match=r"'other_arm' is 'other_arm'.*exported for 'toy'"):
+        resolve_spec(cfg, ToyPolicy(toy_spec()), Description.from_spec(toy_spec("other_arm")))
 
 
 def test_rate_must_match_the_policy(tmp_path):
@@ -138,7 +139,8 @@ def test_missing_command_section(tmp_path):
     data.write_text(yaml.safe_dump(d))
     link = ToyLink()
     with pytest.raises(LaunchError, match="command: missing"):
-        deploy(load_launch(data), policy=ToyPolicy(toy_spec()), link=(link, None))
+        deploy(load_launch(data), policy=ToyPolicy(toy_spec()), link=(link, None),
+               description=toy_spec())
 
 
 def test_cli_deploy_bad_file_exit_code(tmp_path, capsys):
