@@ -23,6 +23,11 @@ COMMANDS: dict[str, str] = {
     "sil": "sil",
     "bench": "bench",
     "proxy": "proxy",
+    "keygen": "keygen",
+    "sign": "sign",
+    "verify": "verify",
+    "inspect": "inspect",
+    "audit": "audit",
 }
 
 

@@ -169,6 +169,17 @@ class LoopSection:
 
 
 @dataclass(frozen=True)
+class TrustSection:
+    """``trust:``: who may sign the policy files this launch file runs (docs/trust.md).
+
+    Attributes:
+        keys: Public key files (``karakuri keygen``'s ``.pub``), relative to the launch file.
+    """
+
+    keys: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class LaunchConfig:
     """A whole launch file.
 
@@ -192,6 +203,14 @@ class LaunchConfig:
         task: SIL only: the sim task whose scene the virtual MCU simulates (the robot plus the
             task's objects) and whose success judges each episode; needed by
             ``command.plant_signal``.  Empty: the bare robot, judged by ``success_radius_m``.
+        trust: The public keys whose signature makes a policy file trusted.
+        allow_unsigned: Run a policy file that is unsigned or signed by an unknown key, with
+            a warning that the audit log records; a bad signature is always refused.  Default:
+            true for ``sil`` links (the demo needs no keys), false for ``serial`` and ``ros2``.
+        operator: Who runs the robot, for the audit log (``$KARAKURI_OPERATOR`` wins).
+        audit_log: The audit log file; default ``$KARAKURI_AUDIT_LOG``, else
+            ``/var/lib/karakuri/audit.jsonl`` where writable, else
+            ``~/.local/state/karakuri/audit.jsonl``.
         source: The launch file (set by :func:`load_launch`, not a YAML key).
     """
 
@@ -208,6 +227,10 @@ class LaunchConfig:
     loop: LoopSection = field(default_factory=LoopSection)
     success_radius_m: float = 0.02
     task: str = ""
+    trust: TrustSection = field(default_factory=TrustSection)
+    allow_unsigned: bool | None = None
+    operator: str = ""
+    audit_log: Path | None = None
     source: Path = field(default=Path("<memory>"), metadata={"yaml": False})
 
     def __post_init__(self) -> None:
@@ -372,5 +395,6 @@ def _describe(tp: Any) -> str:
 
 __all__ = ["CommandConfig", "LaunchConfig", "LaunchError", "LoopSection", "PlantSignalSection",
            "SafetyOverrides",
-           "SerialLinkConfig", "SilLinkConfig", "TargetBox", "WorkspaceBox", "load_launch",
+           "SerialLinkConfig", "SilLinkConfig", "TargetBox", "TrustSection", "WorkspaceBox",
+           "load_launch",
            "parse_launch"]

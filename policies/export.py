@@ -39,6 +39,7 @@ from karakuri.policies.export_graph import (
     build_policy_module,
 )
 from karakuri.policies.metadata import DEFAULT_FEEDBACK, PolicyMetadata
+from karakuri.policies.provenance import code_info
 from karakuri.policies.version import code_version
 from karakuri.robot.spec import RobotSpec
 
@@ -115,7 +116,8 @@ def sb3_actor(policy: Any) -> nn.Module:
 
 
 def make_metadata(module: PolicyModule, spec: RobotSpec, *, task: str = "", run_id: str = "",
-                  control_rate_hz: float | None = None) -> PolicyMetadata:
+                  control_rate_hz: float | None = None,
+                  provenance: Mapping[str, Any] | None = None) -> PolicyMetadata:
     """Metadata for ``module`` driving ``spec``: joints, limits, inputs, units, versions.
 
     Args:
@@ -124,6 +126,8 @@ def make_metadata(module: PolicyModule, spec: RobotSpec, *, task: str = "", run_
         task: Task name, e.g. ``"reach"``.
         run_id: Training run id.
         control_rate_hz: Rate the policy was trained at, Hz; default ``spec.control_rate_hz``.
+        provenance: Where the policy came from (:func:`karakuri.policies.provenance.
+            run_provenance`); default: only the code that exports it.
 
     Raises:
         ValueError: the module's joint count differs from the spec's.
@@ -147,6 +151,7 @@ def make_metadata(module: PolicyModule, spec: RobotSpec, *, task: str = "", run_
         code_version=code_version(),
         robot_spec=spec.to_dict(),
         observation=tuple(t.name for t in module.obs_terms),
+        provenance=dict(provenance) if provenance is not None else {"code_at_export": code_info()},
     )
 
 

@@ -16,6 +16,7 @@ import torch
 
 from karakuri.policies import export as ex
 from karakuri.policies.evaluate import sb3_pipeline
+from karakuri.policies.provenance import run_provenance
 from karakuri.policies.sb3_actor import actor_module, load_sb3
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.registry import make_env
@@ -128,6 +129,7 @@ def export_run(
             task=cfg.task,
             run_id=run_dir.name,
             control_rate_hz=1.0 / env.task.ctrl_dt,
+            provenance=run_provenance(run_dir),
         )
         return ex.export_policy(module, out, meta, recorded=states, atol=atol)
     finally:

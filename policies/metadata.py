@@ -22,7 +22,11 @@ FORMAT_VERSION = 1
 DEFAULT_FEEDBACK: dict[str, str] = {"last_action": "action"}
 
 #: Keys stored as JSON (the rest are plain strings or numbers).
-_JSON_KEYS = ("joint_names", "lower", "upper", "inputs", "feedback", "robot_spec", "observation")
+_JSON_KEYS = ("joint_names", "lower", "upper", "inputs", "feedback", "robot_spec", "observation",
+              "provenance")
+
+#: Keys a file may lack (written by an older exporter); the field's default is used.
+_OPTIONAL_KEYS = ("provenance",)
 
 
 def _now_iso() -> str:
@@ -49,6 +53,9 @@ class PolicyMetadata:
         created: ISO 8601 UTC time of export.
         robot_spec: ``RobotSpec.to_dict()`` of the robot, so the edge box needs no MJCF.
         observation: Observation term names, in the order the actor sees them (informative).
+        provenance: Where the file came from (:func:`karakuri.policies.provenance.
+            run_provenance`: training config and its sha256, code version with a dirty flag,
+            package versions, evaluation, run and parent-run hashes); empty when unknown.
         format_version: Layout of the metadata (see :data:`FORMAT_VERSION`).
     """
 
@@ -67,6 +74,7 @@ class PolicyMetadata:
     code_version: str = ""
     created: str = field(default_factory=_now_iso)
     observation: tuple[str, ...] = ()
+    provenance: Mapping[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -83,6 +91,7 @@ class PolicyMetadata:
         set_(self, "inputs", {str(k): dict(v) for k, v in self.inputs.items()})
         set_(self, "feedback", {str(k): str(v) for k, v in self.feedback.items()})
         set_(self, "robot_spec", dict(self.robot_spec))
+        set_(self, "provenance", dict(self.provenance))
         self._check()
 
     def _check(self) -> None:
@@ -155,6 +164,8 @@ class PolicyMetadata:
         """
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in props and f.name in _OPTIONAL_KEYS:
+                continue
             if f.name not in props:
                 raise PolicyError(
                     f"policy metadata is missing key {f.name!r} (present: {sorted(props)}); "
@@ -175,8 +186,8 @@ class PolicyMetadata:
                                   f"({e})") from e
         for key, kind in (("inputs", dict), ("feedback", dict), ("robot_spec", dict),
                           ("joint_names", list), ("lower", list), ("upper", list),
-                          ("observation", list)):
-            if not isinstance(kwargs[key], kind):
+                          ("observation", list), ("provenance", dict)):
+            if key in kwargs and not isinstance(kwargs[key], kind):
                 raise PolicyError(f"policy metadata key {key!r} is garbled: expected a JSON "
                                   f"{kind.__name__}, got {props[key][:80]!r}")
         try:

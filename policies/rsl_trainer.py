@@ -116,7 +116,7 @@ def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     vec, setup_s, compile_s = _warm_env(cfg, rank)
     if rank == 0:  # only once the env is up: a bad device leaves no half-made run behind
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, run_dir)
+        _write_config(cfg, run_dir, resumed=resume is not None)
     rcfg = rsl_config(cfg)
     steps_per_iter = cfg.num_envs * rcfg["num_steps_per_env"] * world
     rcfg["save_interval"] = max(1, cfg.checkpoint_every // steps_per_iter)

@@ -227,7 +227,7 @@ def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = replace(cfg, run_dir=str(run_dir))
-    _write_config(cfg, run_dir)
+    _write_config(cfg, run_dir, resumed=resume is not None)
     torch.manual_seed(cfg.seed)
     # One torch thread: the nets are small, and torch's OpenMP workers spin-wait after each op,
     # stealing the cores from the physics threads (profiled: a 6-element Adam sqrt took 9 ms
@@ -296,10 +296,12 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, Path]:
     return ckpts[-1], run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
 
 
-def _write_config(cfg: TrainConfig, run_dir: Path) -> None:
+def _write_config(cfg: TrainConfig, run_dir: Path, resumed: bool = False) -> None:
+    from karakuri.policies.provenance import training_record
     from karakuri.policies.version import code_version
 
     d = asdict(cfg)
+    prov = training_record(run_dir, resumed)  # before config.json is rewritten (parent hash)
     (run_dir / "config.json").write_text(
-        json.dumps({"config": d, "code_version": code_version()}, indent=2)
+        json.dumps({"config": d, "code_version": code_version(), "provenance": prov}, indent=2)
     )

@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  telemetry: {result.telemetry} (open it in Foxglove)")
     if s.success_rate is not None:
         print(f"success rate: {s.success_rate:.1%} over {len(s.episodes)} episodes")
+    for note in result.notes:  # e.g. the allow_unsigned warning, again at the end
+        print(note)
     if args.summary_json is not None:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(s.to_json())
