@@ -36,11 +36,21 @@ class MsgType(enum.IntEnum):
 
 
 class FaultCode(enum.IntEnum):
-    """FAULT codes sent by the MCU."""
+    """FAULT codes sent by the MCU (``detail`` as in ``docs/wire-protocol.md`` §3, FAULT)."""
 
-    WATCHDOG = 1  # detail: µs since the last valid COMMAND when the watchdog tripped
+    WATCHDOG = 1  # detail: µs since the watchdog was last fed; bit 31: no COMMAND since ARM
     ESTOP = 2  # detail: 0
-    BAD_COMMAND = 3  # detail: joint index of the first non-finite value, or the bad joint count
+    BAD_COMMAND = 3  # detail: BAD_JOINT_COUNT | count, or BAD_VALUE | array << 16 | joint
+    POSITION_LIMIT = 4  # detail: index of the first joint measured outside its limits
+
+
+WATCHDOG_NO_COMMAND = 1 << 31
+"""WATCHDOG detail flag: no COMMAND was applied between the ARM and the trip."""
+BAD_JOINT_COUNT = 1 << 24
+"""BAD_COMMAND detail kind: the low 8 bits are the joint count the COMMAND carried."""
+BAD_VALUE = 2 << 24
+"""BAD_COMMAND detail kind: bits 16-23 the array (0 q_target, 1 velocity, 2 effort), bits 0-15
+the joint index of the first non-finite value (arrays in wire order)."""
 
 
 class AckResult(enum.IntEnum):
@@ -49,7 +59,7 @@ class AckResult(enum.IntEnum):
     OK = 0
     BUSY = 1  # ARM while a category-1 stop is still ramping: retry once it has finished
     NOT_CONFIGURED = 2  # ARM before any HELLO
-    REJECTED = 3  # the request is not valid in this state
+    REJECTED = 3  # ARM while a measured position is outside the limits: cannot arm there
 
 
 class CommandFlags(enum.IntFlag):
@@ -203,7 +213,8 @@ class State(Message):
 
     Attributes:
         status: :class:`~karakuri.firmware_bridge.link.StatusBits` as an integer.
-        last_cmd_seq: Sequence number of the last COMMAND the MCU applied (0 before any).
+        last_cmd_seq: Sequence number of the last COMMAND the MCU applied since the last ARM;
+            0 for none (a host never sends seq 0).
         q: Joint positions, rad or m. Shape: (n_joints,).
         dq: Joint velocities, rad/s or m/s. Shape: (n_joints,).
         effort: Joint efforts, N·m or N. Shape: (n_joints,).

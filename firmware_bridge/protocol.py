@@ -77,7 +77,7 @@ def encode_payload(msg: Message, seq: int, time_us: int) -> bytes:
 
     Args:
         msg: The message.
-        seq: Frame sequence number, 0..65535.
+        seq: Frame sequence number, 1..65535 (0 is never sent; accepted for tests).
         time_us: Sender clock, µs; reduced modulo 2**32.
 
     Returns:
@@ -217,6 +217,24 @@ class FrameDecoder:
             self.stats.message_errors += 1
 
 
+SEQ_MODULUS = 0xFFFF
+"""Sequence numbers run 1, 2, …, 65535, 1, …: 0 is never sent, so it can mean "none"."""
+
+
+def next_seq(seq: int) -> int:
+    """The sequence number after ``seq``: +1, wrapping 65535 → 1 (0 is never sent)."""
+    return seq % SEQ_MODULUS + 1
+
+
+def seq_distance(seq: int, last: int) -> int:
+    """How far ``seq`` is ahead of ``last`` on the 1..65535 cycle.
+
+    0 means a duplicate, 1 the next frame, 32768 or more an older (reordered) one; a legacy
+    0 counts as 65535.
+    """
+    return (seq - last) % SEQ_MODULUS
+
+
 @dataclass
 class SeqTracker:
     """Count gaps, repeats and reorderings in a peer's 16-bit frame sequence.
@@ -237,7 +255,7 @@ class SeqTracker:
         if self.last is None:
             self.last = seq
             return 0
-        diff = (seq - self.last) & 0xFFFF
+        diff = seq_distance(seq, self.last)
         if diff == 0:
             self.duplicates += 1
             return 0
@@ -248,10 +266,40 @@ class SeqTracker:
         self.gaps += diff - 1
         return diff - 1
 
+    def restart(self) -> None:
+        """Forget the last sequence number (a new session: the next one is not compared)."""
+        self.last = None
+
 
 __all__ = [
-    "MAX_JOINTS", "MAX_PAYLOAD", "MESSAGES", "PROTOCOL_VERSION", "Ack", "AckResult", "Arm",
-    "Caps", "CodecError", "Command", "CommandFlags", "DecoderStats", "Estop", "Fault",
-    "FaultCode", "Frame", "FrameDecoder", "Heartbeat", "Hello", "Message", "MsgType",
-    "SeqTracker", "State", "decode_frame", "decode_payload", "encode_frame", "encode_payload",
+    "MAX_JOINTS",
+    "MAX_PAYLOAD",
+    "MESSAGES",
+    "PROTOCOL_VERSION",
+    "SEQ_MODULUS",
+    "Ack",
+    "AckResult",
+    "Arm",
+    "Caps",
+    "CodecError",
+    "Command",
+    "CommandFlags",
+    "DecoderStats",
+    "Estop",
+    "Fault",
+    "FaultCode",
+    "Frame",
+    "FrameDecoder",
+    "Heartbeat",
+    "Hello",
+    "Message",
+    "MsgType",
+    "SeqTracker",
+    "State",
+    "decode_frame",
+    "decode_payload",
+    "encode_frame",
+    "encode_payload",
+    "next_seq",
+    "seq_distance",
 ]

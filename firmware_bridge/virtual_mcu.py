@@ -5,12 +5,13 @@ Behind it, :class:`~karakuri.firmware_bridge.mcu_core.McuCore` runs the MCU beha
 (handshake, watchdog, category-1 stop, e-stop latch, re-arm) and the robot's MuJoCo model
 stands in for motors and encoders.
 
-**Servo.**  The joint servo is the model's MuJoCo position actuators (``ctrl`` = the MCU's
-position reference, plus ``kv × velocity reference + effort feed-forward`` as applied joint
-force), stepped at the model's ``dt`` (0.002 s for the industrial arm: a 500 Hz servo, not the
-1 kHz of a typical firmware; the MCU clock is the simulation time).  Physics is paced to the
-wall clock; when the process falls more than ``max_lag_s`` behind it skips ahead rather than
-stepping in a burst, and counts an overrun.
+**Servo.**  The joint servo is the model's MuJoCo position actuators:
+``clip(kp (q_ref − q) + kv (v_ref − dq) + tau_ff, ±force range)``, both feed-forwards inside
+the actuator's force clip (``mujoco_plant.MujocoPlant.step``), stepped at the model's ``dt``
+(0.002 s for the industrial arm: a 500 Hz servo, not the 1 kHz of a typical firmware; the
+MCU clock is the simulation time).  Physics is paced to the wall clock; when the process falls
+more than ``max_lag_s`` behind it skips ahead rather than stepping in a burst, and counts an
+overrun.
 
 **Faults** (:class:`~karakuri.firmware_bridge.fault_injection.FaultConfig`): corrupt bytes,
 drop or delay frames in either direction, cut the link (both directions silent), or unplug
@@ -32,7 +33,7 @@ import tty
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import mujoco
 import numpy as np
@@ -40,6 +41,7 @@ import numpy as np
 from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
 from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
+from karakuri.firmware_bridge.mujoco_plant import MujocoPlant
 from karakuri.robot.spec import RobotSpec
 
 T = TypeVar("T")
@@ -72,62 +74,6 @@ class VirtualMCUConfig:
             raise ValueError(f"max_lag_s={self.max_lag_s} must be > 0")
 
 
-class MujocoPlant:
-    """The robot's MJCF, driven through its position actuators. Joints follow the spec's order.
-
-    Args:
-        spec: The robot; ``spec.model_path`` must be an MJCF with one position actuator per
-            controlled joint.
-        model: A compiled scene to simulate instead of the bare robot: the robot plus a task's
-            objects and sensors (``karakuri.sim.env.build_model``).
-    """
-
-    def __init__(self, spec: RobotSpec, model: mujoco.MjModel | None = None) -> None:
-        if model is None and not spec.model_path:
-            raise ValueError(f"robot {spec.name!r}: no model_path; the virtual MCU needs an MJCF")
-        self.model = model if model is not None else mujoco.MjModel.from_xml_path(
-            str(spec.model_path))
-        self.data = mujoco.MjData(self.model)
-        m = self.model
-        jids = [self._id(mujoco.mjtObj.mjOBJ_JOINT, j, spec) for j in spec.joint_names]
-        self.qadr = np.array([m.jnt_qposadr[j] for j in jids])
-        self.dadr = np.array([m.jnt_dofadr[j] for j in jids])
-        act_of = {int(m.actuator_trnid[a, 0]): a for a in range(m.nu)
-                  if m.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT}
-        missing = [spec.joint_names[i] for i, j in enumerate(jids) if j not in act_of]
-        if missing:
-            raise ValueError(f"{spec.model_path}: joints {missing} have no position actuator")
-        self.act = np.array([act_of[j] for j in jids])
-        self.kv = -m.actuator_biasprm[self.act, 2]
-        self.site = (self._id(mujoco.mjtObj.mjOBJ_SITE, spec.tool_site, spec)
-                     if spec.tool_site else -1)
-        self.data.qpos[self.qadr] = spec.default_pose
-        self.data.ctrl[self.act] = spec.default_pose
-        mujoco.mj_forward(m, self.data)
-
-    def _id(self, kind: Any, name: str, spec: RobotSpec) -> int:
-        i = mujoco.mj_name2id(self.model, kind, name)
-        if i < 0:
-            raise ValueError(f"{spec.model_path} has no {kind.name[6:].lower()} named {name!r}")
-        return int(i)
-
-    @property
-    def dt(self) -> float:
-        """Physics step, s."""
-        return float(self.model.opt.timestep)
-
-    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Positions (rad or m), velocities (rad/s or m/s), actuator efforts (N·m or N)."""
-        d = self.data
-        return d.qpos[self.qadr].copy(), d.qvel[self.dadr].copy(), d.actuator_force[self.act].copy()
-
-    def step(self, q_ref: np.ndarray, v_ref: np.ndarray, tau_ff: np.ndarray) -> None:
-        """Apply the servo references, then advance one physics step."""
-        self.data.ctrl[self.act] = q_ref
-        self.data.qfrc_applied[self.dadr] = self.kv * v_ref + tau_ff
-        mujoco.mj_step(self.model, self.data)
-
-
 class VirtualMCU:
     """A robot behind a pty: MuJoCo plant + :class:`McuCore` + optional link faults.
 
@@ -150,7 +96,7 @@ class VirtualMCU:
         self.plant = MujocoPlant(spec, model)
         rate = self.config.state_rate_hz or spec.control_rate_hz
         limits = McuLimits(spec.joint_hash(), spec.lower, spec.upper, spec.velocity_limit,
-                           spec.effort_limit, spec.accel_limit)
+                           spec.effort_limit, spec.accel_limit)  # default position margin
         self.core = McuCore(limits, self.plant.dt, 1.0 / rate, self.config.record_commands)
         self.core.reset(self.plant.sample()[0])
         self._lock = threading.RLock()

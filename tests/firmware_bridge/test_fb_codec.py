@@ -37,6 +37,8 @@ from karakuri.firmware_bridge.protocol import (
     decode_payload,
     encode_frame,
     encode_payload,
+    next_seq,
+    seq_distance,
 )
 from karakuri.firmware_bridge.wire_vectors import (
     load_vectors,
@@ -236,6 +238,9 @@ def test_decoder_resyncs_after_garbage_and_counts():
 
 def test_seq_tracker_counts_gaps_duplicates_reorders_and_wraps():
     t = SeqTracker()
-    for s in (65534, 65535, 0, 3, 3, 2, 4):
+    for s in (65534, 65535, 1, 4, 4, 3, 5):  # 0 is never sent: 65535 -> 1 is consecutive
         t.update(s)
     assert (t.gaps, t.duplicates, t.reordered) == (2, 1, 1)
+    assert next_seq(65535) == 1 and next_seq(0) == 1 and next_seq(7) == 8
+    assert seq_distance(1, 65535) == 1 and seq_distance(5, 5) == 0
+    assert seq_distance(3, 4) >= 0x8000

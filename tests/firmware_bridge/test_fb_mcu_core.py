@@ -58,6 +58,14 @@ class Rig:
             got += [(self.t, f.msg) for f in self.host.feed(b"".join(out))]
         return got
 
+    def feed(self, cmd: Command, seconds: float, period: float = 0.02) -> list[tuple[float, Message]]:
+        """Send ``cmd`` every ``period`` s for ``seconds`` s (keeps the watchdog fed)."""
+        got = []
+        for _ in range(round(seconds / period)):
+            self.send(cmd)
+            got += self.run(period)
+        return got
+
     def arm(self, repeat: bool = False) -> list[Message]:
         self.arm_id += not repeat
         return self.send(Arm(self.arm_id))
@@ -80,7 +88,10 @@ def test_hello_answers_caps_with_watchdog_and_state_period():
     assert caps.watchdog_us == 50000  # min(3 x 20 ms, 50 ms)
     assert caps.state_period_us == 2000  # 3 ms rounded down to the 2 ms servo grid
     (caps,) = rig.send(Hello(2000))
-    assert caps.watchdog_us == 6000 and caps.state_period_us == 20000  # MCU default
+    assert caps.watchdog_us == 6000
+    assert caps.state_period_us == 2000  # the 20 ms default, capped at the command period
+    (caps,) = rig.send(Hello(40000))
+    assert caps.state_period_us == 20000  # the MCU default (20 ms) when it is faster
     (caps,) = rig.send(Hello(10))
     assert caps.command_period_us == 2000  # clamped to the servo period
 
@@ -96,11 +107,14 @@ def test_arm_before_hello_is_refused_and_commands_are_ignored_until_armed():
 
 def test_commands_apply_clip_and_report_their_seq():
     rig = Rig().armed()
-    rig.send(Command(CommandMode.POSITION, [0.5, 2.0, -0.25], velocity=[9.0, 0, 0]))
+    cmd = Command(CommandMode.POSITION, [0.5, 2.0, -0.25], velocity=[9.0, 0, 0])
+    rig.send(cmd)
+    np.testing.assert_allclose(rig.core.q_goal, [0.5, 1.0, -0.25])
+    rig.feed(cmd, 0.6)  # the reference slews there at the velocity limit (2 rad/s): 0.5 s
     np.testing.assert_allclose(rig.core.q_ref, [0.5, 1.0, -0.25])
     np.testing.assert_allclose(rig.core.v_ref, [2.0, 0, 0])  # clipped to the velocity limit
-    assert rig.core.counters.commands_clipped == 1
-    states = [m for _, m in rig.run(0.02) if isinstance(m, State)]
+    assert rig.core.counters.commands_clipped == rig.core.counters.commands_applied == 31
+    states = [m for _, m in rig.feed(cmd, 0.02) if isinstance(m, State)]
     assert states[-1].last_cmd_seq == rig.seq
     assert StatusBits(states[-1].status) == StatusBits.ARMED
 
@@ -108,9 +122,9 @@ def test_commands_apply_clip_and_report_their_seq():
 def test_bad_commands_are_rejected_with_a_fault_and_do_not_feed_the_watchdog():
     rig = Rig().armed()
     (f,) = rig.send(Command(CommandMode.POSITION, [0.1, np.nan, 0.0]))
-    assert (f.code, f.detail) == (FaultCode.BAD_COMMAND, 1)
+    assert (f.code, f.detail) == (FaultCode.BAD_COMMAND, 0x02000001)  # value, q_target, joint 1
     (f,) = rig.send(Command(CommandMode.POSITION, [0.1, 0.2]))
-    assert (f.code, f.detail) == (FaultCode.BAD_COMMAND, 2)
+    assert (f.code, f.detail) == (FaultCode.BAD_COMMAND, 0x01000002)  # joint count 2
     assert rig.core.counters.commands_rejected == 2
     rig.run(0.05)
     assert rig.core.mode is McuMode.FAULTED  # nothing valid since ARM at t=0: tripped
@@ -150,7 +164,7 @@ def test_stop_ramps_at_the_decel_limit_then_faults_and_repeats_the_fault():
     got = rig.run(1.2)
     (t_first, f1), (t2, f2), (t3, f3) = faults(got)
     assert t_first == pytest.approx(t0 + 0.1)
-    assert (f1.code, f1.detail) == (FaultCode.WATCHDOG, 50000)
+    assert (f1.code, f1.detail) == (FaultCode.WATCHDOG, 0x80000000 | 50000)  # none since ARM
     assert f1.fault_id == f2.fault_id == f3.fault_id  # repeats of one latched fault
     assert t2 - t_first == pytest.approx(0.5) and t3 - t2 == pytest.approx(0.5)
     np.testing.assert_allclose(rig.core.q_ref, [0.05, -0.0125, 0])  # v0 |v0| / 2a
@@ -197,6 +211,8 @@ def test_hold_mode_holds_the_measured_position_of_its_first_hold():
     rig.send(Command(CommandMode.HOLD, [0.9] * N))
     np.testing.assert_allclose(rig.core.q_ref, 0.2)
     rig.send(Command(CommandMode.POSITION, [0.4] * N))
+    np.testing.assert_allclose(rig.core.q_goal, 0.4)
+    rig.feed(Command(CommandMode.POSITION, [0.4] * N), 0.2)
     np.testing.assert_allclose(rig.core.q_ref, 0.4)
 
 
