@@ -114,8 +114,11 @@ class HostCore:
         self.send(self._hello())
 
     def _hello(self) -> Hello:
-        state_us = round(self.state_period_s * 1e6) if self.state_period_s else 0
-        return Hello(round(self.command_period_s * 1e6), state_us)
+        # Ask for STATE at least once per COMMAND (wire spec §3 HELLO): a slower MCU default
+        # would make ticks stale.
+        cmd_us = round(self.command_period_s * 1e6)
+        state_us = round(self.state_period_s * 1e6) if self.state_period_s else cmd_us
+        return Hello(cmd_us, state_us)
 
     def send_command(self, cmd: Command, now: float) -> None:
         """Send ``cmd`` now if the link is up (else count it dropped); remember it for resends."""

@@ -34,7 +34,14 @@ from karakuri.firmware_bridge.link import (
     LinkError,
     NotConnectedError,
 )
-from karakuri.firmware_bridge.protocol import Caps, Command, Estop, Message, encode_frame
+from karakuri.firmware_bridge.protocol import (
+    Caps,
+    Command,
+    Estop,
+    Message,
+    encode_frame,
+    next_seq,
+)
 from karakuri.robot.envelope import LimitSet
 from karakuri.robot.spec import RobotSpec
 
@@ -372,7 +379,7 @@ class SerialLink:
             if ser is None:
                 self._core.extra["tx_dropped"] += 1
                 return None
-            self._tx_seq = seq = (self._tx_seq + 1) & 0xFFFF
+            self._tx_seq = seq = next_seq(self._tx_seq)  # 1..65535: 0 means "none"
             data = encode_frame(msg, seq, time.monotonic_ns() // 1000)
             if self._tx_dirty:  # after a partial write or a reopen: end any partial frame
                 data = b"\x00" + data
