@@ -60,6 +60,9 @@ class ChainJoint:
         axis: Unit axis in the body frame. Shape: (3,).
         anchor: A point on the axis in the body frame, m. Shape: (3,).
         ref: Joint value at which the body sits at its fixed pose (MuJoCo ``qpos0``).
+        damping: Viscous friction, N·m·s/rad (the model's; the force estimate expects it).
+        armature: Rotor inertia, kg·m² (reflected through the gearbox).
+        frictionloss: Dry friction, N·m.
     """
 
     name: str
@@ -68,6 +71,9 @@ class ChainJoint:
     axis: tuple[float, float, float]
     anchor: tuple[float, float, float]
     ref: float = 0.0
+    damping: float = 0.0
+    armature: float = 0.0
+    frictionloss: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,10 @@ class KinematicChain:
                           / np.linalg.norm(j.axis), np.asarray(j.anchor, np.float64), j.ref)
                          for j in b.joints] for b in bodies]
         self.joint_indices = tuple(seen)
+        self.damping, self.armature, self.frictionloss = (np.zeros(n_joints) for _ in range(3))
+        for j in (j for b in bodies for j in b.joints):
+            self.damping[j.index], self.armature[j.index] = j.damping, j.armature
+            self.frictionloss[j.index] = j.frictionloss
 
     # ----------------------------------------------------------------------- evaluation
     def _walk(self, q: np.ndarray, joints_out: list | None = None
@@ -188,7 +198,9 @@ class KinematicChain:
             "bodies": [{"name": b.name, "pos": list(b.pos), "quat": list(b.quat),
                         "joints": [{"name": j.name, "index": j.index, "kind": j.kind,
                                     "axis": list(j.axis), "anchor": list(j.anchor),
-                                    "ref": j.ref} for j in b.joints]} for b in self.bodies],
+                                    "ref": j.ref, "damping": j.damping, "armature": j.armature,
+                                    "frictionloss": j.frictionloss}
+                                   for j in b.joints]} for b in self.bodies],
         }
 
     @classmethod
@@ -198,7 +210,10 @@ class KinematicChain:
             bodies = [ChainBody(str(b["name"]), _vec(b["pos"], 3), _vec(b["quat"], 4),
                                 tuple(ChainJoint(str(j["name"]), int(j["index"]), str(j["kind"]),
                                                  _vec(j["axis"], 3), _vec(j["anchor"], 3),
-                                                 float(j.get("ref", 0.0)))
+                                                 float(j.get("ref", 0.0)),
+                                                 float(j.get("damping", 0.0)),
+                                                 float(j.get("armature", 0.0)),
+                                                 float(j.get("frictionloss", 0.0)))
                                       for j in b.get("joints", ())))
                       for b in d["bodies"]]
             return cls(bodies, _vec(d["tool_pos"], 3), _vec(d.get("tool_quat", (1, 0, 0, 0)), 4),
@@ -265,9 +280,12 @@ def chain_from_model(model: Any, joint_names: Sequence[str], tool_site: str = ""
             if int(model.jnt_type[j]) not in kinds:
                 raise KinematicsError(f"kinematics: joint {jname!r} is a ball or free joint; "
                                       f"only hinge and slide joints are supported")
+            dof = int(model.jnt_dofadr[j])
             joints.append(ChainJoint(jname, names.index(jname), kinds[int(model.jnt_type[j])],
                                      _vec(model.jnt_axis[j], 3), _vec(model.jnt_pos[j], 3),
-                                     float(model.qpos0[model.jnt_qposadr[j]])))
+                                     float(model.qpos0[model.jnt_qposadr[j]]),
+                                     float(model.dof_damping[dof]), float(model.dof_armature[dof]),
+                                     float(model.dof_frictionloss[dof])))
         bodies.append(ChainBody(model.body(b).name, _vec(model.body_pos[b], 3),
                                 _vec(model.body_quat[b], 4), tuple(joints)))
     return KinematicChain(bodies, tool_pos, tool_quat, len(names), tool)

@@ -11,7 +11,9 @@ start clock, the latches).  Order, per tick:
 5. velocity limit: at most ``velocity_limit * dt`` of change per tick;
 6. acceleration limit (with a stopping-distance cap, so it brakes instead of overshooting);
 7. clip to the joint limits again (braking at a limit wins over the acceleration limit);
-8. optional workspace box on the forward kinematics: outside -> hold the last safe target.
+8. added stages (:meth:`SafetyFilter.add_stage`), e.g. the care layer's speed-and-separation
+   and force limits (:mod:`karakuri.robot.care_safety`); a stage's fault latches;
+9. optional workspace box on the forward kinematics: outside -> hold the last safe target.
 
 Limits come from the :class:`~karakuri.robot.spec.RobotSpec`; a launch file may only tighten
 them (:class:`SafetyOverrides`, checked by :meth:`SafetyLimits.from_spec`).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -263,6 +266,17 @@ class SafetyFilter:
         self.estop_reason: str | None = None
         self.fault: str | None = None
         self.interventions: dict[str, int] = dict.fromkeys(INTERVENTIONS, 0)
+        self.stages: list[Any] = []
+
+    def add_stage(self, stage: Any) -> None:
+        """Run ``stage.apply(q, q_prev, interventions)`` after the joint limits, every tick.
+
+        The stage returns the target (rad, (n,)), counts its ``KINDS`` in ``interventions``,
+        and may set ``stage.fault``, which latches (e.g. :class:`CareSafety`).
+        """
+        self.stages.append(stage)
+        for kind in getattr(stage, "KINDS", ()):
+            self.interventions.setdefault(kind, 0)
 
     @property
     def latched(self) -> bool:
@@ -327,6 +341,10 @@ class SafetyFilter:
         q = self._stage("accel", *limit_acceleration(q, q_prev, self._v, lim.accel_limit,
                                                      self.dt))
         q = self._stage("clip", *clip_to_limits(q, lim.lower, lim.upper))
+        for stage in self.stages:
+            q = np.asarray(stage.apply(q, q_prev, self.interventions), dtype=np.float64)
+            if stage.fault is not None:
+                self.latch_fault(stage.fault)
         if lim.workspace is not None and self.fk is not None and not in_workspace(
                 q, self.fk, np.asarray(lim.workspace.lower), np.asarray(lim.workspace.upper)):
             self.interventions["workspace"] += 1

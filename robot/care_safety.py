@@ -1,0 +1,196 @@
+"""Care safety in the loop: speed-and-separation monitoring and force limiting, as one stage.
+
+:class:`CareSafety` runs inside :class:`~karakuri.robot.safety.SafetyFilter` after the joint
+limits (see :meth:`SafetyFilter.add_stage`), every tick, whatever the policy commands:
+
+1. **Force limit** (:mod:`karakuri.robot.force_limit`): on each new STATE, the external force
+   at the tool is estimated from the measured efforts; over the limit -> protective stop
+   (category 2): the arm's joints hold the pose measured at the stop (the gripper keeps its
+   last target), armed; repeated stops -> fault (the filter latches it, the loop stops).
+2. **Speed and separation** (:mod:`karakuri.robot.ssm`): the person's position comes from a
+   :class:`PersonSource`; a stale or missing one puts the person at the tool.  The step
+   from the last target is shortened so the tool's speed stays within
+   :func:`~karakuri.robot.ssm.allowed_speed` of the separation; below the minimum separation
+   the robot holds.
+
+The tool position is the numpy forward kinematics of the robot's chain
+(:mod:`karakuri.robot.kinematics`), so the stage runs on the edge install (no MuJoCo).
+Interventions are counted in the filter's ``interventions`` (``ssm_scale``, ``ssm_hold``,
+``person_stale``, ``force_stop``) and each tick's separation, allowed speed and force estimate
+go to ``record("/care", ...)`` when a recorder is bound.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from karakuri.robot.force_limit import (
+    ForceLimitConfig,
+    ForceLimiter,
+    expected_effort,
+    tool_wrench,
+)
+from karakuri.robot.kinematics import KinematicChain
+from karakuri.robot.ssm import SeparationParams, allowed_speed, scale_step
+
+KINDS: tuple[str, ...] = ("ssm_scale", "ssm_hold", "person_stale", "force_stop")
+
+
+class PersonSource(Protocol):
+    """Where the person is: a tracker, the SIL plant, a ROS 2 topic, a serial message."""
+
+    def read(self) -> tuple[np.ndarray, float] | None:
+        """The person's position (3,), m, world frame, and its time on ``time.monotonic``, s.
+
+        None when no position is known.
+        """
+
+
+class StateLike(Protocol):
+    """The fields of a :class:`~karakuri.firmware_bridge.link.JointState` the stage reads."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    effort: np.ndarray
+    stamp: float
+
+
+@dataclass(frozen=True)
+class CareConfig:
+    """Which care layers run; None turns one off (a launch file warns when it does).
+
+    Attributes:
+        separation: Speed-and-separation parameters, or None.
+        force: Force-limit settings, or None.
+    """
+
+    separation: SeparationParams | None = field(default_factory=SeparationParams)
+    force: ForceLimitConfig | None = field(default_factory=ForceLimitConfig)
+
+
+class CareSafety:
+    """The care stage of the safety filter (module docstring).
+
+    Attributes:
+        KINDS: The intervention counters it adds to the filter's.
+
+    Args:
+        chain: The robot's kinematic chain (``RobotSpec.kinematics``).
+        dt: Control period, s.
+        config: Which layers, with what parameters.
+        lower: Lower joint limits, rad (holds are clipped to them). Shape: (n,).
+        upper: Upper joint limits, rad. Shape: (n,).
+        person: The person source (:meth:`bind` may give it later); needed for separation.
+        state: Returns the latest measured state (``link.latest_state``); needed for force.
+        clock: Monotonic clock, s.
+    """
+
+    KINDS = KINDS
+
+    def __init__(self, chain: KinematicChain, dt: float, config: CareConfig,
+                 lower: np.ndarray, upper: np.ndarray, person: PersonSource | None = None,
+                 state: Callable[[], StateLike | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.chain, self.dt, self.config, self.clock = chain, dt, config, clock
+        self.lower, self.upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+        self.person, self.state = person, state
+        self.record: Callable[[str, dict[str, Any]], None] | None = None
+        self.limiter = ForceLimiter(config.force) if config.force is not None else None
+        self.arm = np.array(chain.joint_indices, dtype=np.int64)
+        self.events: list[tuple[float, str]] = []
+        self.force_n = 0.0
+        self.separation_m = float("nan")
+        self.allowed_mps = float("inf")
+        self._hold: np.ndarray | None = None
+        self._last_stamp: float | None = None
+        self._last_vel: np.ndarray | None = None
+
+    @property
+    def fault(self) -> str | None:
+        """A fault the filter must latch (repeated force stops), or None."""
+        return self.limiter.fault if self.limiter is not None else None
+
+    @property
+    def stopped(self) -> bool:
+        """True during a force protective stop."""
+        return self.limiter is not None and self.limiter.stopped_at is not None
+
+    @property
+    def min_separation_m(self) -> float:
+        """Below this separation the robot holds, m (nan with separation off)."""
+        sep = self.config.separation
+        return sep.min_separation(self.dt) if sep is not None else float("nan")
+
+    def bind(self, person: PersonSource | None = None,
+             state: Callable[[], StateLike | None] | None = None,
+             record: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+        """Attach the person source, the state reader and a telemetry recorder once they exist."""
+        self.person = person if person is not None else self.person
+        self.state = state if state is not None else self.state
+        self.record = record if record is not None else self.record
+
+    # ------------------------------------------------------------------ the stage
+    def apply(self, q: np.ndarray, q_prev: np.ndarray,
+              interventions: MutableMapping[str, int]) -> np.ndarray:
+        """One tick: the filter's target in, the care-limited target out (rad, (n,))."""
+        state = self.state() if self.state is not None else None
+        q_meas = np.asarray(state.position, np.float64) if state is not None else q_prev
+        if self.limiter is not None and state is not None:
+            self._update_force(state, q_prev)
+        if self.stopped:
+            interventions["force_stop"] += 1
+            q = self._hold.copy() if self._hold is not None else q_prev.copy()
+        elif self.config.separation is not None:
+            q = self._separate(q, q_prev, q_meas, interventions)
+        if self.record is not None:
+            self.record("/care", {"separation_m": self.separation_m,
+                                  "allowed_speed_mps": self.allowed_mps,
+                                  "force_n": self.force_n,
+                                  "force_stop": int(self.stopped)})
+        return q
+
+    def _separate(self, q: np.ndarray, q_prev: np.ndarray, q_meas: np.ndarray,
+                  interventions: MutableMapping[str, int]) -> np.ndarray:
+        sep = self.config.separation
+        assert sep is not None  # checked by the caller
+        got = self.person.read() if self.person is not None else None
+        now = self.clock()
+        if got is None or not np.all(np.isfinite(got[0])) or now - got[1] > sep.max_age_s:
+            interventions["person_stale"] += 1
+            self.separation_m = 0.0  # unknown: the person is at the tool
+        else:
+            p = np.asarray(got[0], np.float64)
+            self.separation_m = float(min(np.linalg.norm(self.chain(q_meas) - p),
+                                          np.linalg.norm(self.chain(q_prev) - p)))
+        self.allowed_mps = allowed_speed(self.separation_m, sep, self.dt)
+        out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * self.dt)
+        if s < 1.0:
+            moving = bool(np.any(np.abs(q - q_prev) > 1e-12))
+            if moving:
+                interventions["ssm_hold" if s == 0.0 else "ssm_scale"] += 1
+        return out
+
+    def _update_force(self, state: StateLike, q_prev: np.ndarray) -> None:
+        if state.stamp == self._last_stamp:
+            return
+        vel = np.asarray(state.velocity, np.float64)
+        ddq = np.zeros_like(vel)
+        if self._last_vel is not None and self._last_stamp is not None:
+            ddq = (vel - self._last_vel) / max(state.stamp - self._last_stamp, 1e-3)
+        self._last_stamp, self._last_vel = state.stamp, vel
+        c, a, q = self.chain, self.arm, np.asarray(state.position, np.float64)
+        tau_model = expected_effort(vel, ddq, c.damping, c.armature, c.frictionloss)
+        tau_ext = tau_model[a] - np.asarray(state.effort, np.float64)[a]
+        self.force_n = float(np.linalg.norm(tool_wrench(c.jacobian(q)[:, a], tau_ext)[:3]))
+        assert self.limiter is not None  # checked by the caller
+        reason = self.limiter.update(self.force_n, state.stamp)
+        if reason is not None:  # hold the arm where it is (the servo stops pushing), the
+            hold = q_prev.copy()  # gripper at its last target (it keeps its grip)
+            hold[a] = q[a]
+            self._hold = np.clip(hold, self.lower, self.upper)
+            self.events.append((state.stamp, f"protective stop (category 2): {reason}"))
