@@ -14,8 +14,8 @@ schedule never drifts).  Each tick:
 5. ``link.send_command`` (HOLD mode while latched or stale);
 6. telemetry (an append; written later in the idle time).
 
-Stops: duration reached, all episodes done, :meth:`ControlLoop.stop`, Ctrl-C (SIGINT is
-turned into a stop request, so the tick in progress completes), or a fault.  Every stop sends
+Stops: duration reached, all episodes done, :meth:`ControlLoop.stop`, Ctrl-C, SIGTERM or SIGHUP
+(each turned into a stop request, so the tick in progress completes), or a fault.  Every stop sends
 a final HOLD at the measured pose, so the MCU is left holding.
 """
 
@@ -40,6 +40,19 @@ from karakuri.robot.telemetry import McapTelemetry
 
 _FATAL_STATUS = StatusBits.FAULT | StatusBits.WATCHDOG
 _LOOP_INPUTS = ("joint_pos", "joint_vel", "command")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop the loop in a controlled way: Ctrl-C, ``kill``/systemd/docker, a closed
+terminal.  Each is a stop request (the tick in progress completes, then the final HOLD)."""
+
+
+def stop_reason(signum: int) -> str:
+    """The summary's ``stopped by`` for a stop signal, e.g. ``terminated (SIGTERM)``."""
+    if signum == signal.SIGINT:
+        return "interrupted (Ctrl-C)"
+    name = signal.Signals(signum).name
+    return f"{'terminated' if signum == signal.SIGTERM else 'hung up'} ({name})"
 
 
 class LoopError(RuntimeError):
@@ -161,11 +174,11 @@ class ControlLoop:
         Raises:
             LoopError: no state arrived within ``first_state_timeout_s``.
         """
-        old_handler = None
+        old_handlers = {}
         if threading.current_thread() is threading.main_thread():
-            old_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         rt = RealtimeSetup(self.realtime)
-        self._started = False
+        self._started = self._finishing = False
         try:
             with rt as report:  # first: mlockall may take a while, before any command
                 self.log(report.line())
@@ -179,20 +192,21 @@ class ControlLoop:
         except KeyboardInterrupt:
             self.stop("interrupted (Ctrl-C)")
         finally:
-            if old_handler is not None:
-                signal.signal(signal.SIGINT, old_handler)
+            self._finishing = True  # a signal now only records itself: the hold goes out
             if self._started:
                 self._final_hold()
             if self.telemetry is not None:
                 self.telemetry.drain()
+            for sig, old in old_handlers.items():
+                signal.signal(sig, old)
         if not self._started:
             raise LoopError("interrupted before the first state arrived")
         return self._summary(rt.report.line())
 
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        if self._stop_reason is not None:  # second Ctrl-C: leave now (final hold still runs)
-            raise KeyboardInterrupt
-        self.stop("interrupted (Ctrl-C)")
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_reason is not None and not self._finishing:
+            raise KeyboardInterrupt  # a second signal: leave now (the final hold still runs)
+        self.stop(stop_reason(signum))
 
     def _wait_first_state(self) -> JointState:
         deadline = time.monotonic() + self.config.first_state_timeout_s
