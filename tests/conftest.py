@@ -16,6 +16,14 @@ import pytest
 import karakuri  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def _audit_log_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deploys in tests append to a per-session audit log, never to the user's own."""
+    monkeypatch.setenv("KARAKURI_AUDIT_LOG",
+                       str(tmp_path_factory.getbasetemp() / "audit" / "audit.jsonl"))
+
+
 @pytest.fixture(scope="session")
 def trained_reach(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reach run trained with the default TrainConfig (its eval.json included)."""
