@@ -33,7 +33,9 @@ def load_robot(name_or_path: str | Path) -> RobotSpec:
     path = Path(key)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return spec_from_files(path)
+    if path.suffix in (".yaml", ".yml"):
+        raise RobotSpecError(f"sidecar {path} does not exist (resolved: {path.resolve()})")
     raise RobotSpecError(
-        f"unknown robot {key!r}; registered robots: {sorted(ROBOTS)} "
-        f"(or give the path of a sidecar .yaml)"
+        f"unknown robot {key!r}; registered robots: {sorted(ROBOTS)}; a robot of your own is "
+        f"named by its sidecar: give the path of its .yaml (e.g. --robot path/to/{key}.yaml)"
     )

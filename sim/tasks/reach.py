@@ -4,20 +4,27 @@ Observations are what a real arm provides: joint positions and velocities, the t
 ``command`` signal, metres in the base frame) and the last action.  Actions are deltas of the
 arm's joint position targets from the measured pose; the gripper is held open.  Success: the
 tool is within ``success_radius`` of the target at the end of the episode.
+
+Targets come from a box (the sidecar's ``tasks: {reach: {target_low, target_high}}``, as for
+our industrial arm) or, for any other arm, from the tool positions the arm reaches near its
+home pose; action scale and episode length follow the robot's servos and velocity limits
+(:mod:`karakuri.sim.tasks.reach_targets`, :func:`reach_config`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import mujoco
+import numpy as np
 import torch
 
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
+from karakuri.sim.tasks import reach_targets as rt
 
 TOOL_SENSOR = "reach_tool_pos"
 
@@ -31,7 +38,12 @@ class ReachConfig:
         episode_s: Episode length, s.
         target_low: Lower corner of the target box, m, base frame.
         target_high: Upper corner of the target box, m, base frame.
-        action_scale: Joint target change per unit action, rad.
+        targets: ``box`` (uniform in the box) or ``workspace`` (tool positions the arm
+            reaches within ``workspace_radius`` of home, above ``min_height``).
+        workspace_radius: Half-width of the joint range around home for workspace targets, rad.
+        min_height: Lowest workspace target, m, world z.
+        action_scale: Joint target change per unit action, rad (one value, or one per arm
+            joint).
         init_noise: Half-width of the uniform noise on the initial arm pose, rad.
         success_radius: Tool-to-target distance counted as success, m.
         randomize: Domain randomization ranges.
@@ -41,7 +53,10 @@ class ReachConfig:
     episode_s: float = 1.5
     target_low: tuple[float, float, float] = (0.30, -0.10, 0.15)
     target_high: tuple[float, float, float] = (0.60, 0.40, 0.45)
-    action_scale: float = 0.05
+    targets: Literal["box", "workspace"] = "box"
+    workspace_radius: float = 0.4
+    min_height: float = 0.05
+    action_scale: float | tuple[float, ...] = 0.05
     init_noise: float = 0.05
     success_radius: float = 0.02
     randomize: Randomization = field(default_factory=Randomization)
@@ -51,8 +66,57 @@ class ReachConfig:
             raise ValueError(
                 f"target_low {self.target_low} must be below target_high {self.target_high}"
             )
-        if self.success_radius <= 0 or self.action_scale <= 0:
+        scales = np.atleast_1d(np.asarray(self.action_scale, dtype=float))
+        if self.success_radius <= 0 or np.any(scales <= 0):
             raise ValueError("success_radius and action_scale must be > 0")
+        if self.targets not in ("box", "workspace"):
+            raise ValueError(f"targets must be 'box' or 'workspace', got {self.targets!r}")
+        if self.workspace_radius <= 0:
+            raise ValueError(f"workspace_radius must be > 0 rad, got {self.workspace_radius}")
+
+
+def reach_config(robot: RobotSpec, **overrides: object) -> ReachConfig:
+    """Reach's settings for ``robot``: the sidecar's ``tasks.reach`` values, the rest derived.
+
+    A sidecar box (``target_low`` and ``target_high``) selects box targets; without one the
+    targets come from the arm's workspace around home.  ``action_scale`` and ``episode_s``
+    not given are derived from the servos and velocity limits (module ``reach_targets``).
+
+    Raises:
+        ValueError: a bad sidecar value, naming the key.
+    """
+    given = dict((robot.extra.get("tasks") or {}).get("reach") or {})
+    given.update(overrides)
+    ctrl_dt = float(given.get("ctrl_dt", ReachConfig.ctrl_dt))
+    kw: dict[str, object] = {}
+    if "target_low" in given or "target_high" in given:
+        if not ("target_low" in given and "target_high" in given):
+            raise ValueError(
+                f"robot {robot.name!r}: tasks.reach needs both target_low and target_high"
+            )
+        kw.update(
+            targets="box",
+            target_low=tuple(float(v) for v in given["target_low"]),
+            target_high=tuple(float(v) for v in given["target_high"]),
+        )
+    else:
+        kw["targets"] = "workspace"
+    radius = float(given.get("workspace_radius", ReachConfig.workspace_radius))
+    kw["workspace_radius"] = radius
+    scale = given.get("action_scale")
+    if scale is None:
+        kw["action_scale"] = rt.derived_action_scale(robot)
+    elif isinstance(scale, (list, tuple)):
+        kw["action_scale"] = tuple(float(v) for v in scale)
+    else:
+        kw["action_scale"] = float(scale)  # type: ignore[arg-type]
+    kw["episode_s"] = float(
+        given.get("episode_s") or rt.derived_episode_s(robot, radius, ctrl_dt)  # type: ignore[arg-type]
+    )
+    for k in ("ctrl_dt", "init_noise", "success_radius", "min_height", "randomize"):
+        if k in given:
+            kw[k] = given[k]
+    return ReachConfig(**kw)  # type: ignore[arg-type]
 
 
 class Reach(Task):
@@ -62,10 +126,20 @@ class Reach(Task):
     extra_signals: ClassVar[dict[str, int]] = {"command": 3}
 
     def __init__(self, robot: RobotSpec, config: ReachConfig | None = None) -> None:
-        self.cfg = config or ReachConfig()
-        super().__init__(robot, self.cfg.ctrl_dt, self.cfg.episode_s)
         if not robot.tool_site:
-            raise ValueError(f"reach needs a tool site; robot {robot.name!r} names none")
+            raise ValueError(
+                f"reach needs a tool site; robot {robot.name!r} names none: give tool_site (an "
+                "MJCF site) or tool_frame: {parent: BODY, pos: [x, y, z]} in its sidecar"
+            )
+        self.cfg = config or reach_config(robot)
+        super().__init__(robot, self.cfg.ctrl_dt, self.cfg.episode_s)
+        scale = np.atleast_1d(np.asarray(self.cfg.action_scale, dtype=float))
+        if scale.size not in (1, robot.n_arm):
+            raise ValueError(
+                f"reach action_scale has {scale.size} values; robot {robot.name!r} has "
+                f"{robot.n_arm} arm joints (give one value, or one per arm joint)"
+            )
+        self._scale = tuple(np.broadcast_to(scale, (robot.n_arm,)).tolist())
 
     @property
     def obs_terms(self) -> list[ObsTerm]:
@@ -93,7 +167,7 @@ class Reach(Task):
         return ActionMap(
             kind="joint_position_delta",
             joints=tuple(range(r.n_arm)),
-            scale=(self.cfg.action_scale,) * r.n_arm,
+            scale=self._scale,
             hold=tuple(r.default_pose),
             lower=tuple(r.lower),
             upper=tuple(r.upper),
@@ -119,7 +193,9 @@ class Reach(Task):
             pos=[
                 (lo + hi) / 2
                 for lo, hi in zip(self.cfg.target_low, self.cfg.target_high, strict=True)
-            ],
+            ]
+            if self.cfg.targets == "box"
+            else [0.0, 0.0, 0.0],
         )
         body.add_geom(
             type=mujoco.mjtGeom.mjGEOM_SPHERE,
@@ -140,27 +216,66 @@ class Reach(Task):
         self.target = torch.zeros(ctx.num_worlds, 3, device=ctx.device)
         self._lo = torch.tensor(self.cfg.target_low, device=ctx.device)
         self._hi = torch.tensor(self.cfg.target_high, device=ctx.device)
+        self._pool = self._target_pool(m).to(ctx.device)
         self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=ctx.device)
         self._arm_qadr = torch.tensor(
             [m.jnt_qposadr[m.joint(j).id] for j in self.robot.joint_names], device=ctx.device
         )
         # made here, not per reset: building or slicing by device tensors waits for the GPU
         self._home = torch.tensor(self.robot.default_pose.tolist(), device=ctx.device)
-        self._finger = int(m.jnt_qposadr[m.joint(self.robot.joint_names[-1]).id])
+        couple = rt.joint_couplings(m, self.robot)
+        self._coupled_adr = torch.tensor([c[0] for c in couple], dtype=torch.long,
+                                         device=ctx.device)
+        self._coupled_src = torch.tensor([c[1] for c in couple], dtype=torch.long,
+                                         device=ctx.device)
+        self._coupled_poly = torch.tensor(np.array([c[2] for c in couple]).reshape(-1, 5),
+                                          dtype=torch.float32, device=ctx.device)
+        self._coupled_q0 = torch.tensor([[c[3], c[4]] for c in couple],
+                                        dtype=torch.float32, device=ctx.device).reshape(-1, 2)
+
+    def _target_pool(self, model: mujoco.MjModel) -> torch.Tensor:
+        """Workspace targets (K, 3), m; for box targets, check the box and return none.
+
+        Raises:
+            ValueError: the home pose is outside the box or part of the box is out of reach.
+        """
+        if self.cfg.targets == "box":
+            problems = rt.check_box(model, self.robot, self.cfg.target_low, self.cfg.target_high)
+            if problems:
+                raise ValueError(f"reach on robot {self.robot.name!r}: " + "; ".join(problems))
+            return torch.zeros(1, 3)
+        pool = rt.workspace_pool(
+            model, self.robot, self.cfg.workspace_radius, self.cfg.min_height
+        )
+        return torch.tensor(pool, dtype=torch.float32)
 
     def reset_worlds(
         self, mask: torch.Tensor, physics: Physics
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """New targets and a noisy home pose for the masked worlds."""
         n = physics.num_worlds
-        u = torch.rand(n, 3, device=self._dev, generator=self._gen)
-        self.target = torch.where(mask[:, None], self._lo + (self._hi - self._lo) * u, self.target)
+        if self.cfg.targets == "box":
+            u = torch.rand(n, 3, device=self._dev, generator=self._gen)
+            new = self._lo + (self._hi - self._lo) * u
+        else:
+            pick = torch.randint(
+                self._pool.shape[0], (n,), device=self._dev, generator=self._gen
+            )
+            new = self._pool[pick]
+        self.target = torch.where(mask[:, None], new, self.target)
         qpos = self._qpos0.expand(n, -1).clone()
         noise = torch.rand(n, self.robot.n_joints, device=self._dev, generator=self._gen) * 2 - 1
         noise[:, self.robot.n_arm :] = 0.0
-        qpos[:, self._arm_qadr] = self._home + self.cfg.init_noise * noise
-        # the mirrored finger follows the commanded one
-        qpos[:, self._finger + 1 :] = qpos[:, self._finger : self._finger + 1]
+        q = self._home + self.cfg.init_noise * noise
+        qpos[:, self._arm_qadr] = q
+        # joints an equality ties to a commanded one (a mirrored finger) follow it; every
+        # other passive joint keeps its model default
+        if self._coupled_adr.numel():
+            x = q[:, self._coupled_src] - self._coupled_q0[:, 1]
+            powers = torch.stack([x**k for k in range(5)], dim=-1)
+            qpos[:, self._coupled_adr] = self._coupled_q0[:, 0] + (
+                powers * self._coupled_poly
+            ).sum(-1)
         return qpos, torch.zeros(n, physics.qvel.shape[1], device=self._dev)
 
     def set_command(self, command: torch.Tensor) -> None:

@@ -165,7 +165,7 @@ def test_urdf_without_gains_says_which_key_is_needed(tmp_path: Path) -> None:
             }
         )
     )
-    with pytest.raises(RobotSpecError, match="a URDF has no actuators, so 'kp' is required"):
+    with pytest.raises(RobotSpecError, match="joint .j1. has no actuator in the model .a URDF has none.; give kp, kd, effort_limit"):
         load_robot(tmp_path / "two_link.yaml")
 
 
