@@ -85,13 +85,11 @@ def evaluate(env: BatchedEnv, act: ActFn, commands: torch.Tensor | None = None) 
 
 
 def sb3_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
-    """The deterministic pipeline of an SB3 run, for ``env``'s task."""
-    from karakuri.policies.sb3_actor import NormalizeObs, Normalizer, actor_module, load_sb3
+    """The deterministic pipeline of an SB3 run, for ``env``'s task (plain data, no pickle)."""
+    from karakuri.policies.sb3_actor import NormalizeObs, load_sb3_actor
 
-    model, norm, _ = load_sb3(run_dir)
-    k = env.obs_size
-    policy_norm = Normalizer(norm.mean[:k], norm.var[:k], norm.eps, norm.clip)
-    return PolicyPipeline(env.obs_policy, NormalizeObs(policy_norm), actor_module(model, k)).eval()
+    norm, actor = load_sb3_actor(run_dir, env.obs_size)
+    return PolicyPipeline(env.obs_policy, NormalizeObs(norm), actor).eval()
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 200, seed: int = 12345) -> dict[str, Any]:

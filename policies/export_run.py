@@ -17,7 +17,7 @@ import torch
 from karakuri.policies import export as ex
 from karakuri.policies.evaluate import sb3_pipeline
 from karakuri.policies.provenance import run_provenance
-from karakuri.policies.sb3_actor import actor_module, load_sb3
+from karakuri.policies.sb3_actor import load_sb3_actor
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.registry import make_env
 
@@ -97,10 +97,9 @@ def check_matches_sim(
 
 def sb3_policy_module(run_dir: str | Path, env: BatchedEnv) -> ex.PolicyModule:
     """The policy-file module of an SB3 run for ``env``'s task (what gets exported)."""
-    model, norm, _ = load_sb3(run_dir)
-    k = env.obs_size
-    normalizer = ex.Normalizer(mean=norm.mean[:k], var=norm.var[:k], eps=norm.eps, clip=norm.clip)
-    return policy_module_for(env, normalizer, actor_module(model, k))
+    norm, actor = load_sb3_actor(run_dir, env.obs_size)
+    normalizer = ex.Normalizer(mean=norm.mean, var=norm.var, eps=norm.eps, clip=norm.clip)
+    return policy_module_for(env, normalizer, actor)
 
 
 def export_run(

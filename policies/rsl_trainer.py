@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import pickle
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from karakuri.policies.evaluate import PolicyPipeline
+from karakuri.policies.sb3_actor import RunDirError
 from karakuri.policies.sb3_trainer import TrainConfig, _write_config, load_config
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.registry import make_env
@@ -272,14 +274,26 @@ class ClampedActor(nn.Module):
 
 
 def load_rsl_actor(run_dir: str | Path) -> tuple[RslNormalize, ClampedActor]:
-    """The deterministic actor of a run and its observation normalizer, on CPU, without rsl_rl."""
+    """The deterministic actor of a run and its observation normalizer, on CPU, without rsl_rl.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``: tensors and plain
+    containers, nothing executed.  (``--resume`` goes through rsl_rl's own loader.)
+
+    Raises:
+        RunDirError: the checkpoint holds anything else, or no actor.
+    """
     run_dir = Path(run_dir)
     meta_path = run_dir / "rsl_rl.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{run_dir} is not an rsl_rl run: rsl_rl.json is missing")
     meta = json.loads(meta_path.read_text())
-    state = torch.load(latest_rsl_checkpoint(run_dir), map_location="cpu", weights_only=False)
-    actor = state["actor_state_dict"]
+    ckpt = latest_rsl_checkpoint(run_dir)
+    try:  # tensors and plain containers only: a run directory is data, never code
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        actor = state["actor_state_dict"]
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, EOFError) as e:
+        raise RunDirError(f"{ckpt} is not an rsl_rl checkpoint of tensors (eval and export load "
+                          f"weights only, never pickled objects): {e}") from e
     linear = sorted(
         {int(k.split(".")[1]) for k in actor if k.startswith("mlp.") and k.endswith(".weight")}
     )

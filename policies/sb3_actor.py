@@ -1,11 +1,16 @@
-"""The deterministic actor and normalizer of an SB3 run, as plain torch modules.
+"""The deterministic actor and normalizer of an SB3 run, as plain torch modules and plain data.
 
-Both the sim evaluation and the ONNX export go through :func:`policy_pipeline`, so the
-exported file computes exactly what was evaluated.
+At train time :func:`save_actor` writes them beside SB3's own files as ``actor.npz`` (numpy
+arrays) and ``actor.json`` (the layer list and normalizer constants).  The sim evaluation and
+the ONNX export read only those (:func:`load_actor`), so a run directory is data: nothing in
+it is unpickled or executed.  Only ``karakuri train --resume`` reads SB3's pickled
+``model.zip`` and ``vecnormalize.pkl``, and so trusts the directory.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,27 +82,181 @@ class _SACActor(nn.Module):
         return self.net(obs)
 
 
-def load_sb3(run_dir: str | Path) -> tuple[Any, Normalizer, Any]:
-    """(SB3 model, the policy-observation normalizer, the TrainConfig) of a run."""
-    import pickle
+class RunDirError(ValueError):
+    """A run directory lacks the plain weight files eval and export read, or they are malformed.
 
-    from karakuri.policies.sb3_trainer import ALGOS, latest_checkpoint, load_config
+    The message names the file and how to fix it.
+    """
 
-    cfg = load_config(run_dir)
-    model_path, norm_path = latest_checkpoint(run_dir)
-    model = ALGOS[cfg.algo].load(model_path, device="cpu")
-    with open(norm_path, "rb") as f:
-        vec = pickle.load(f)
-    return (
-        model,
-        Normalizer(
-            np.asarray(vec.obs_rms.mean),
-            np.asarray(vec.obs_rms.var),
-            float(vec.epsilon),
-            float(vec.clip_obs),
-        ),
-        cfg,
-    )
+
+#: Layers a saved actor may contain, in :func:`save_actor`'s ``ops`` list.
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "relu": nn.ReLU, "tanh": nn.Tanh}
+ACTOR_FORMAT = 1
+
+
+class Clamp(nn.Module):
+    """``clamp(x, -1, 1)``: the action bound of a PPO actor's mean."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Shape: (B, a) -> (B, a)."""
+        return torch.clamp(x, -1.0, 1.0)
+
+
+def _ops_of(actor: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The actor's layers in order, each named: ``linear``, an activation, ``clamp``."""
+    mods = [m for m in actor.modules() if not list(m.children())]
+    names = {cls: name for name, cls in _ACTIVATIONS.items()}
+    out = []
+    for m in mods:
+        if isinstance(m, nn.Linear):
+            out.append(("linear", m))
+        elif type(m) in names:
+            out.append((names[type(m)], m))
+        else:
+            raise TypeError(f"cannot save actor layer {type(m).__name__}")
+    if isinstance(actor, _PPOActor):
+        out.append(("clamp", Clamp()))
+    return out
+
+
+def save_actor(model: Any, obs_rms: Any, epsilon: float, clip_obs: float, obs_size: int,
+               path: str | Path, steps: int) -> Path:
+    """Write an SB3 model's deterministic actor and normalizer as plain data (no pickle).
+
+    ``<path>.npz`` holds the arrays (numpy, read back with ``allow_pickle=False``):
+    ``op<i>.weight`` (out, in) and ``op<i>.bias`` (out,) of each linear layer, float32, and the
+    policy observation's ``obs_mean`` and ``obs_var`` (obs_size,), float64.  ``<path>.json``
+    holds the layer list and the normalizer's ``eps`` and ``clip``.
+
+    Args:
+        model: A PPO (asymmetric) or SAC model.
+        obs_rms: VecNormalize's ``obs_rms`` (``mean``, ``var`` over the full observation).
+        epsilon: VecNormalize's ``epsilon``.
+        clip_obs: VecNormalize's ``clip_obs``.
+        obs_size: Size of the policy observation (the robot signals), the first columns.
+        path: Base path, without suffix (e.g. ``RUN_DIR/actor``).
+        steps: Environment steps the model was trained for (informative).
+
+    Returns:
+        The ``.npz`` path.
+    """
+    path = Path(path)
+    ops = _ops_of(actor_module(model, obs_size))
+    arrays: dict[str, np.ndarray] = {
+        "obs_mean": np.asarray(obs_rms.mean, np.float64)[:obs_size].copy(),
+        "obs_var": np.asarray(obs_rms.var, np.float64)[:obs_size].copy(),
+    }
+    for i, (kind, m) in enumerate(ops):
+        if kind == "linear":
+            arrays[f"op{i}.weight"] = m.weight.detach().cpu().float().numpy().copy()
+            arrays[f"op{i}.bias"] = m.bias.detach().cpu().float().numpy().copy()
+    desc = {"format": ACTOR_FORMAT, "ops": [k for k, _ in ops], "obs_size": obs_size,
+            "norm_eps": float(epsilon), "norm_clip": float(clip_obs), "steps": int(steps)}
+    _write_atomic(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
+    _write_atomic(path.with_suffix(".json"), lambda f: f.write(json.dumps(desc, indent=2).encode()))
+    return path.with_suffix(".npz")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, path)
+
+
+def latest_actor(run_dir: str | Path) -> Path:
+    """The newest saved actor of an SB3 run (``actor.npz``, else the last checkpoint's).
+
+    Raises:
+        RunDirError: the run has none (e.g. trained before actors were saved as data).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "actor.npz").exists():
+        return run_dir / "actor.npz"
+    ckpts = sorted((run_dir / "checkpoints").glob("actor_*_steps.npz"),
+                   key=lambda p: int(p.stem.split("_")[1]))
+    if ckpts:
+        return ckpts[-1]
+    from karakuri.policies.sb3_trainer import load_config
+
+    task = load_config(run_dir).task
+    raise RunDirError(
+        f"{run_dir} has no actor.npz, the plain weights eval and export read (they never "
+        f"unpickle model.zip or vecnormalize.pkl); if you trust this run directory, write it "
+        f"with: karakuri train {task} --resume {run_dir} --total-steps 1 (resume unpickles "
+        f"the run's SB3 files and trains no further)")
+
+
+def load_actor(run_dir: str | Path) -> tuple[Normalizer, nn.Module]:
+    """The policy-observation normalizer and deterministic actor of an SB3 run, from plain data.
+
+    Reads only ``actor.npz`` (``allow_pickle=False``) and ``actor.json``; nothing in the run
+    directory is executed.
+
+    Returns:
+        The normalizer (shapes (obs_size,)) and the actor, normalized policy observation
+        (B, obs_size) -> action (B, a) in [-1, 1].
+
+    Raises:
+        RunDirError: the files are missing or malformed (named).
+    """
+    npz = latest_actor(run_dir)
+    desc_path = npz.with_suffix(".json")
+    try:
+        desc = json.loads(desc_path.read_text())
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError as e:
+        raise RunDirError(f"{desc_path} is missing (it goes with {npz.name})") from e
+    except (ValueError, OSError) as e:  # not JSON, not an npz, or an object array
+        raise RunDirError(f"{npz} or {desc_path.name} is not a saved actor: {e}") from e
+    try:
+        return _build_actor(desc, arrays)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise RunDirError(f"{npz}: malformed saved actor: {e!r}") from e
+
+
+def load_sb3_actor(run_dir: str | Path, obs_size: int) -> tuple[Normalizer, nn.Module]:
+    """:func:`load_actor`, checked to read ``obs_size`` observations (the task's policy obs).
+
+    Raises:
+        RunDirError: the files are missing or malformed, or the actor reads another size.
+    """
+    norm, actor = load_actor(run_dir)
+    if norm.mean.shape != (obs_size,):
+        raise RunDirError(f"{run_dir}: the actor reads {norm.mean.shape[0]} observations, the "
+                          f"task's policy observation has {obs_size}")
+    return norm, actor
+
+
+def _build_actor(desc: dict, arrays: dict[str, np.ndarray]) -> tuple[Normalizer, nn.Module]:
+    if desc.get("format") != ACTOR_FORMAT:
+        raise ValueError(f"format {desc.get('format')!r}, this code reads {ACTOR_FORMAT}")
+    layers: list[nn.Module] = []
+    for i, kind in enumerate(desc["ops"]):
+        if kind == "linear":
+            w = torch.from_numpy(np.asarray(arrays[f"op{i}.weight"], np.float32))
+            b = torch.from_numpy(np.asarray(arrays[f"op{i}.bias"], np.float32))
+            lin = nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                lin.bias.copy_(b)
+            layers.append(lin)
+        elif kind == "clamp":
+            layers.append(Clamp())
+        elif kind in _ACTIVATIONS:
+            layers.append(_ACTIVATIONS[kind]())
+        else:
+            raise ValueError(f"unknown layer {kind!r}; valid: linear, clamp, {list(_ACTIVATIONS)}")
+    k = int(desc["obs_size"])
+    mean = np.asarray(arrays["obs_mean"], np.float64)
+    var = np.asarray(arrays["obs_var"], np.float64)
+    first = next(m for m in layers if isinstance(m, nn.Linear))
+    if mean.shape != (k,) or var.shape != (k,) or first.in_features != k:
+        raise ValueError(f"obs_size {k} but obs_mean {mean.shape}, obs_var {var.shape}, first "
+                         f"layer reads {first.in_features}")
+    norm = Normalizer(mean, var, float(desc["norm_eps"]), float(desc["norm_clip"]))
+    return norm, nn.Sequential(*layers).eval()
 
 
 def actor_module(model: Any, obs_size: int) -> nn.Module:

@@ -3,11 +3,18 @@
 A run directory holds everything needed to resume, evaluate and export::
 
     RUN_DIR/config.json          the TrainConfig and the code version
-    RUN_DIR/model.zip            final policy + optimizer + step count (SB3 format)
-    RUN_DIR/vecnormalize.pkl     observation normalizer statistics
+    RUN_DIR/actor.npz            final deterministic actor + policy-observation normalizer as
+    RUN_DIR/actor.json           plain data (numpy arrays, JSON): what eval and export read
+    RUN_DIR/model.zip            final policy + optimizer + step count (SB3 format, for resume)
+    RUN_DIR/vecnormalize.pkl     observation normalizer statistics (SB3 format, for resume)
     RUN_DIR/checkpoints/         periodic model_<steps>_steps.zip + vecnormalize_<steps>_steps.pkl
+                                 + actor_<steps>_steps.npz/.json
     RUN_DIR/tb/                  TensorBoard logs (reward/<term>, eval/success_rate, ...)
     RUN_DIR/eval.json            final evaluation on fixed seeds
+
+Eval and export read only the plain files (:mod:`karakuri.policies.sb3_actor`): a run
+directory from elsewhere cannot run code through them.  ``--resume`` unpickles SB3's files
+and so trusts the directory.
 """
 
 from __future__ import annotations
@@ -83,6 +90,9 @@ class TrainConfig:
         for k in ("num_envs", "total_steps", "checkpoint_every", "eval_episodes"):
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if not self.net or any(int(w) < 1 for w in self.net):
+            raise ValueError(f"net must be one or more hidden layer widths >= 1 (e.g. --net 128 "
+                             f"128), got {list(self.net)}")
 
     @property
     def resolved_trainer(self) -> str:
@@ -120,6 +130,29 @@ class AsymmetricPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Any) -> None:
         self.pi_features_extractor = _MaskExtractor(self.observation_space, self.actor_obs_size)
         super()._build(lr_schedule)
+
+
+class _Checkpoints(CheckpointCallback):
+    """SB3's periodic checkpoints, plus the actor as plain data (``actor_<steps>_steps.npz``)."""
+
+    def __init__(self, obs_size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.obs_size = obs_size
+
+    def _on_step(self) -> bool:
+        super()._on_step()
+        if self.n_calls % self.save_freq == 0:
+            save_plain_actor(self.model, self.model.get_vec_normalize_env(), self.obs_size,
+                             Path(self.save_path) / f"actor_{self.num_timesteps}_steps")
+        return True
+
+
+def save_plain_actor(model: Any, vec: VecNormalize, obs_size: int, path: Path) -> Path:
+    """Write ``model``'s actor and ``vec``'s statistics as ``path``.npz/.json (no pickle)."""
+    from karakuri.policies.sb3_actor import save_actor
+
+    return save_actor(model, vec.obs_rms, vec.epsilon, vec.clip_obs, obs_size, path,
+                      steps=model.num_timesteps)
 
 
 class _RewardTermLogger(BaseCallback):
@@ -225,17 +258,18 @@ def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
             progress=cfg.progress,
         )
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg = replace(cfg, run_dir=str(run_dir))
-    _write_config(cfg, run_dir, resumed=resume is not None)
     torch.manual_seed(cfg.seed)
     # One torch thread: the nets are small, and torch's OpenMP workers spin-wait after each op,
     # stealing the cores from the physics threads (profiled: a 6-element Adam sqrt took 9 ms
     # with two torch threads beside the rollout pool and other processes).
     torch.set_num_threads(1)
-    venv = build_vec_env(cfg)
+    venv = build_vec_env(cfg)  # first: a bad robot or task leaves no half-made run behind
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, run_dir, resumed=resume is not None)
     model, vec = _load_or_create(cfg, venv, run_dir, resume)
-    ckpt = CheckpointCallback(
+    ckpt = _Checkpoints(
+        venv.env.obs_size,
         save_freq=max(1, cfg.checkpoint_every // cfg.num_envs),
         save_path=str(run_dir / "checkpoints"),
         name_prefix="model",
@@ -255,6 +289,7 @@ def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     train_s = time.perf_counter() - t0
     model.save(run_dir / "model.zip")
     vec.save(str(run_dir / "vecnormalize.pkl"))
+    save_plain_actor(model, vec, venv.env.obs_size, run_dir / "actor")
     vec.close()
     result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
     result["train_wall_s"] = round(train_s, 2)

@@ -30,7 +30,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_tiny_run_writes_everything(tiny_run: Path) -> None:
-    for name in ("config.json", "model.zip", "vecnormalize.pkl", "eval.json"):
+    for name in ("config.json", "model.zip", "vecnormalize.pkl", "actor.npz", "actor.json",
+                 "eval.json"):
         assert (tiny_run / name).exists(), name
     assert list((tiny_run / "checkpoints").glob("model_*_steps.zip"))
     assert list(tiny_run.glob("tb_*/events.out.tfevents.*"))
