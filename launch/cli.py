@@ -4,6 +4,10 @@ Each subcommand lives in its own module under ``karakuri.launch.commands`` and e
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable taking the
 parsed namespace and returning an exit code.  Modules are imported lazily by name so that
 ``karakuri deploy`` on an edge box never imports torch or MuJoCo.
+
+A user's mistake (a bad value, a missing or unwritable file) is one line on stderr naming
+the value and the fix, and exit code :data:`USAGE_ERROR`, checked before any long run and
+before a robot is armed (:func:`usage_error`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+#: Exit code of a user's mistake (argparse's own usage errors exit 2 as well).
+USAGE_ERROR = 2
+
+
+def usage_error(command: str, message: object) -> int:
+    """Print ``karakuri COMMAND: message`` to stderr; returns :data:`USAGE_ERROR`."""
+    print(f"karakuri {command}: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
 
 # Subcommand name -> module in karakuri.launch.commands that registers it.
 COMMANDS: dict[str, str] = {

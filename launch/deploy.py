@@ -200,7 +200,9 @@ def build_safety(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
         if envelope is not None:
             spec = envelope.apply_to(spec)
         limits = SafetyLimits.from_spec(spec, cfg.safety, prefix="safety")
-        fk = mujoco_fk(spec) if limits.workspace is not None else None
+        fk = None  # numpy FK of the chain the spec carries (no MuJoCo); else MuJoCo's
+        if limits.workspace is not None:
+            fk = spec.kinematics if spec.kinematics is not None else mujoco_fk(spec)
         return SafetyFilter(limits, 1.0 / rate_hz, cfg.soft_start_s, fk=fk)
     except (SafetyConfigError, EnvelopeError) as e:
         raise LaunchError(f"{cfg.source}: {e}") from e

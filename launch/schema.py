@@ -12,6 +12,7 @@ MuJoCo): ``karakuri deploy`` on an edge box parses launch files with the base in
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -135,6 +136,13 @@ class CommandConfig:
         if bool(self.targets) + (self.box is not None) + (self.plant_signal is not None) != 1:
             raise ValueError("give exactly one of 'targets' (a list of commands), 'box' and "
                              "'plant_signal'")
+        named = [(f"targets[{i}]", t) for i, t in enumerate(self.targets)]
+        if self.box is not None:
+            named += [("box.lower", self.box.lower), ("box.upper", self.box.upper)]
+        for key, values in named:
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{key}: {list(values)} has a value that is not a finite "
+                                 f"number (NaN or inf); every command value must be finite")
         self.source()  # runs the source's own checks now, at load time
 
     def source(self) -> CommandSource:
@@ -166,6 +174,32 @@ class LoopSection:
     stale_periods: int = 3
     stale_fault_s: float = 0.25
     first_state_timeout_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        for key in ("spin_s", "late_s", "stale_fault_s", "first_state_timeout_s"):
+            v, zero_ok = getattr(self, key), key == "spin_s"
+            if v is not None and not (math.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+                bound = ">= 0" if zero_ok else "> 0"
+                raise ValueError(f"{key}: {v} must be a finite number {bound} s")
+        if self.stale_periods < 1:
+            raise ValueError(f"stale_periods: {self.stale_periods} must be >= 1")
+
+    def check_rate(self, rate_hz: float) -> None:
+        """Check the thresholds against the loop period ``1 / rate_hz``.
+
+        The rule: ``stale_fault_s`` must exceed ``stale_periods`` periods, so that state goes
+        stale (the loop holds) before it is old enough to be a fault (the loop stops).
+
+        Raises:
+            ValueError: naming the key, the value and the bound.
+        """
+        bound = self.stale_periods / rate_hz
+        if not self.stale_fault_s > bound:
+            raise ValueError(
+                f"stale_fault_s: {self.stale_fault_s} s is too small: it must exceed "
+                f"stale_periods / rate = {self.stale_periods} / {rate_hz:g} Hz = {bound:.4g} s "
+                f"(state is stale after stale_periods periods and a fault only after "
+                f"stale_fault_s); raise it or lower loop.stale_periods")
 
 
 @dataclass(frozen=True)
@@ -240,6 +274,11 @@ class LaunchConfig:
             raise ValueError(f"duration_s: {self.duration_s} must be > 0 s")
         if self.soft_start_s < 0 or self.success_radius_m <= 0:
             raise ValueError("soft_start_s must be >= 0 s and success_radius_m > 0 m")
+        if self.rate_hz is not None:
+            try:
+                self.loop.check_rate(self.rate_hz)
+            except ValueError as e:
+                raise ValueError(f"loop.{e}") from None
         plant_fed = self.command is not None and self.command.plant_signal is not None
         if plant_fed and not self.task:
             raise ValueError("command.plant_signal reads the scene of a task: add 'task' (e.g. "
@@ -263,10 +302,17 @@ def load_launch(path: str | Path) -> LaunchConfig:
             names the file and the key path.
     """
     path = Path(path)
+    if path.is_dir():
+        raise LaunchError(f"launch file {path} is a directory; give a launch file (.yaml), "
+                          f"e.g. launch/reach_sil.yaml")
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise LaunchError(f"launch file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise LaunchError(f"launch file {path} is not a text (YAML) file") from None
+    except OSError as e:
+        raise LaunchError(f"launch file {path} cannot be read: {e.strerror or e}") from None
     except yaml.YAMLError as e:
         raise LaunchError(f"{path}: not valid YAML: {e}") from e
     return parse_launch(data, path)

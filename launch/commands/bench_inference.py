@@ -34,6 +34,7 @@ import onnxruntime as ort
 
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.policies.onnx_policy import OnnxPolicy
+from karakuri.policies.policy import PolicyError
 
 # Targets of issue 3 for a 256-128-64 MLP on the reference machine.
 TARGET_P50_US, TARGET_P99_US, TARGET_EAGER_RATIO = 20.0, 100.0, 3.0
@@ -217,15 +218,23 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"karakuri bench inference: {e}", file=sys.stderr)
         return 2
+    if cfg.policy is not None and not cfg.mlp and not cfg.policy.is_file():
+        what = "is a directory" if cfg.policy.is_dir() else "does not exist"
+        print(f"karakuri bench inference: policy file {cfg.policy} {what}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         path = cfg.policy or Path(tmp) / f"mlp_{'_'.join(map(str, cfg.hidden))}.onnx"
-        module = synthetic_policy(cfg.hidden, path) if cfg.mlp else None
-        return _bench(cfg, path, module)
+        try:
+            module = synthetic_policy(cfg.hidden, path) if cfg.mlp else None
+            policy = OnnxPolicy(path, providers=list(cfg.providers) or None,
+                                intra_op_threads=cfg.threads)
+        except (PolicyError, OSError) as e:  # not ONNX, not ours, unreadable, unwritable
+            print(f"karakuri bench inference: {e}", file=sys.stderr)
+            return 2
+        return _bench(cfg, policy, path, module)
 
 
-def _bench(cfg: BenchInferenceConfig, path: Path, module: Any) -> int:
-    policy = OnnxPolicy(path, providers=list(cfg.providers) or None,
-                        intra_op_threads=cfg.threads)
+def _bench(cfg: BenchInferenceConfig, policy: OnnxPolicy, path: Path, module: Any) -> int:
     meta = policy.metadata
     rng = np.random.default_rng(0)
     sig = {n: rng.uniform(-0.5, 0.5, (1, meta.input_size(n))).astype(np.float32)

@@ -19,19 +19,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from karakuri.launch.cli import usage_error
+    from karakuri.launch.outputs import check_output_file
     from karakuri.policies.evaluate import evaluate_source, record_video
+    from karakuri.policies.policy import PolicyError
 
     src = Path(args.source)
     if not src.exists():
-        print(f"karakuri eval: {src} does not exist")
-        return 2
-    try:
+        return usage_error("eval", f"{src} does not exist")
+    if src.is_file() and src.suffix != ".onnx":
+        return usage_error("eval", f"{src} is neither a run directory nor a .onnx policy file")
+    if args.episodes < 1 or args.video_episodes < 1:
+        return usage_error("eval", f"--episodes ({args.episodes}) and --video-episodes "
+                                   f"({args.video_episodes}) must be >= 1")
+    try:  # before the evaluation: a bad video path must not cost a whole eval
+        video = check_output_file(args.video, "--video", (".mp4",)) if args.video else None
         result = evaluate_source(src, episodes=args.episodes, seed=args.seed)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"karakuri eval: {e}")
-        return 2
+    except (FileNotFoundError, ValueError, PolicyError) as e:
+        return usage_error("eval", e)
     print(json.dumps(result, indent=2))
-    if args.video:
-        path = record_video(src, args.video, episodes=args.video_episodes, seed=args.seed)
+    if video is not None:
+        path = record_video(src, video, episodes=args.video_episodes, seed=args.seed)
         print(f"video written to {path}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -18,16 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Exit code: 0 written, 1 the export's own checks refused the file, 2 a usage error."""
+    from karakuri.launch.cli import usage_error
+    from karakuri.launch.outputs import check_output_file
     from karakuri.policies.export import ExportError
     from karakuri.policies.export_run import export_run
 
     if not Path(args.run_dir, "config.json").exists():
-        print(f"karakuri export: {args.run_dir} is not a training run (no config.json)")
-        return 2
+        return usage_error("export", f"{args.run_dir} is not a training run (no config.json)")
+    if not args.atol > 0:
+        return usage_error("export", f"--atol {args.atol} must be > 0")
     try:
-        report = export_run(args.run_dir, args.output, atol=args.atol)
-    except (ExportError, FileNotFoundError, ValueError) as e:
-        print(f"karakuri export: {e}")
+        out = check_output_file(args.output, "-o")
+        report = export_run(args.run_dir, out, atol=args.atol)
+    except ExportError as e:
+        print(f"karakuri export: {e}", file=sys.stderr)
         return 1
+    except (FileNotFoundError, ValueError) as e:
+        return usage_error("export", e)
     print(report)
     return 0

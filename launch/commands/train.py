@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
@@ -34,25 +35,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from karakuri.launch.cli import usage_error
     from karakuri.policies.sb3_trainer import TrainConfig, train
     from karakuri.sim.registry import TASKS
 
     if args.task not in TASKS:
-        print(f"karakuri train: unknown task {args.task!r}; valid tasks: {sorted(TASKS)}")
-        return 2
+        return usage_error("train", f"unknown task {args.task!r}; valid tasks: {sorted(TASKS)}")
     try:
         cfg = dataclass_from_args(TrainConfig, args, task=args.task)
     except ValueError as e:
-        print(f"karakuri train: {e}")
-        return 2
+        return usage_error("train", e)
+    if cfg.robot.endswith((".yaml", ".yml")):  # the run finds its robot from any folder
+        cfg = replace(cfg, robot=str(Path(cfg.robot).resolve()))
     if args.resume and not Path(args.resume, "config.json").exists():
-        print(f"karakuri train: --resume {args.resume} is not a run directory (no config.json)")
-        return 2
+        return usage_error("train", f"--resume {args.resume} is not a run directory (no "
+                                    f"config.json)")
     try:
         run_dir = train(cfg, resume=args.resume)
-    except ValueError as e:  # e.g. --device cuda where warp finds no CUDA
-        print(f"karakuri train: {e}")
-        return 2
+    except ValueError as e:  # e.g. an unknown --robot, or --device cuda where warp finds none
+        return usage_error("train", e)
     result = json.loads((run_dir / "eval.json").read_text())
     print(f"trained {result['env_steps']:,} env steps in {result['train_wall_s']:.1f} s")
     if "compile_s" in result:

@@ -29,17 +29,17 @@ def test_robot_show_unknown_name_lists_valid_ones(capsys: pytest.CaptureFixture[
 
 def test_train_unknown_task_lists_valid_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "juggle"]) == 2
-    assert "valid tasks: [" in capsys.readouterr().out
+    assert "valid tasks: [" in capsys.readouterr().err
 
 
 def test_train_bad_value_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "reach", "--num-envs", "0"]) == 2
-    assert "num_envs must be >= 1" in capsys.readouterr().out
+    assert "num_envs must be >= 1" in capsys.readouterr().err
 
 
 def test_resume_of_a_non_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "reach", "--resume", str(tmp_path)]) == 2
-    assert "not a run directory" in capsys.readouterr().out
+    assert "not a run directory" in capsys.readouterr().err
 
 
 def test_train_eval_export_and_video_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,5 +57,5 @@ def test_train_eval_export_and_video_tiny(tmp_path: Path, capsys: pytest.Capture
 
 def test_export_of_a_non_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(tmp_path), "-o", str(tmp_path / "p.onnx")]) == 2
-    assert "not a training run" in capsys.readouterr().out
+    assert "not a training run" in capsys.readouterr().err
     assert not (tmp_path / "p.onnx").exists()
