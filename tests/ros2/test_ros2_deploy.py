@@ -60,12 +60,16 @@ def toy_policy(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ros2-policy") / "toy.onnx"
     export_policy(module, path, make_metadata(module, spec, task="reach", run_id="ros2-test"),
                   n_random=16)
+    from karakuri.policies.signing import generate_keypair, sign_file
+
+    sign_file(path, generate_keypair(path.parent, "org")[0])  # ROS 2 deploys run signed files
     return path
 
 
 def launch_dict(policy: Path, ros_ns: str, domain_id: int, **link: object) -> dict:
     data = yaml.safe_load((REPO / "launch" / "reach_ros2.yaml").read_text())
     data["policy"] = str(policy)
+    data["trust"] = {"keys": [str(policy.parent / "org.pub")]}
     data["link"].update(namespace=ros_ns, domain_id=domain_id, **link)
     data["command"] = {"targets": TARGETS, "hold_s": 1.0, "reset_s": 0.3}
     data["soft_start_s"] = 0.2
