@@ -279,6 +279,9 @@ class Rig:
     def assert_stop_never_speeds_up(self, tol: float = 0.1) -> float:
         """From the first STATE with STOPPING (a category-1 stop), no joint gets faster.
 
+        Args:
+            tol: Speed allowance for servo ripple, rad/s.
+
         Returns:
             The MCU time of the trip, s.
         """
@@ -286,8 +289,11 @@ class Rig:
         trip = next((i for i, (_, _, s) in enumerate(states)
                      if s.status & StatusBits.STOPPING), None)
         assert trip is not None, "the MCU never reported STOPPING"
-        before = np.abs(np.array([s.dq for _, _, s in states[max(0, trip - 2):trip + 1]]))
-        at_trip = before.max(axis=0)
+        # The trip falls between the last STATE without STOPPING and the first with it: the
+        # speed at the trip is at most that last speed plus one sample period at the accel limit.
+        assert trip >= 1, "the MCU reported STOPPING in its first STATE"
+        dt = (states[trip][1] - states[trip - 1][1]) / 1e6
+        at_trip = np.abs(states[trip - 1][2].dq) + self.spec.accel_limit * dt
         for _, t_us, s in states[trip:]:
             faster = np.abs(s.dq) - at_trip - tol
             j = int(np.argmax(faster))
