@@ -12,6 +12,7 @@ Standard library, numpy and pyserial's termios settings only (no MuJoCo): this i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -213,10 +214,8 @@ class PtyFaultProxy:
             now = time.monotonic()
             for src, chan in ((self._master, self.to_device), (self._dev, self.to_host)):
                 if src in ready:
-                    try:
+                    with contextlib.suppress(OSError):  # the host has not opened its side yet
                         chan.push(os.read(src, 4096), now)
-                    except OSError:
-                        pass  # the host has not opened its side yet
             for dst, chan in ((self._dev, self.to_device), (self._master, self.to_host)):
                 data = chan.pop(now)
                 while data:

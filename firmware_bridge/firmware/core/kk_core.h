@@ -44,27 +44,36 @@ typedef struct {
 /* Counters since power-up (names as in McuCounters). */
 typedef struct {
     uint32_t frames_rx, frames_tx, crc_errors, length_errors, other_errors, seq_gaps;
-    uint32_t commands_applied, commands_ignored, commands_rejected, commands_clipped;
-    uint32_t watchdog_trips, estops;
+    uint32_t commands_applied, commands_ignored, commands_rejected, commands_stale;
+    uint32_t commands_clipped, watchdog_trips, estops, limit_faults;
 } kk_counters_t;
 
 /* Called with each encoded frame (delimiter included), in order. */
 typedef void (*kk_tx_fn)(void *ctx, const uint8_t *frame, size_t len);
 
+/* A category-1 stop, planned once at the trip (docs/wire-protocol.md section 6). */
 typedef struct {
     uint32_t t0_us;
     uint32_t duration_us; /* first elapsed time at which the ramp is over */
-    float q0[KK_MAX_JOINTS], v0[KK_MAX_JOINTS];
-    kk_mode_t then;
-    uint16_t cause; /* 0: HELLO while armed (no fault) */
+    float q0[KK_MAX_JOINTS], v0[KK_MAX_JOINTS], decel[KK_MAX_JOINTS], t_end[KK_MAX_JOINTS];
+    float lo[KK_MAX_JOINTS], hi[KK_MAX_JOINTS]; /* the ramp stays inside [lo, hi] */
+    int then_disarmed;    /* HELLO while armed: ends DISARMED without a FAULT */
+    uint16_t cause;       /* KK_CAUSE_*; the FAULT code it ends with */
     uint32_t detail;
 } kk_stop_t;
+
+enum { KK_CAUSE_NONE = 0 }; /* other causes are FAULT codes: WATCHDOG, ESTOP, POSITION_LIMIT */
 
 typedef struct {
     kk_limits_t lim;
     kk_tx_fn tx;
     void *tx_ctx;
     kk_mode_t mode;
+    double bound_lo[KK_MAX_JOINTS], bound_hi[KK_MAX_JOINTS]; /* limits -/+ position margin */
+    float max_step[KK_MAX_JOINTS]; /* velocity_limit x servo period: slew per tick */
+    float q_goal[KK_MAX_JOINTS];   /* where q_ref slews to while ARMED */
+    int commanded;                 /* a COMMAND was applied since the last ARM */
+    uint32_t host_bound;           /* MCU-bound types received (counted as other errors) */
     uint8_t latched;           /* ESTOP / WATCHDOG bits held until ARM */
     int configured;            /* a HELLO arrived */
     uint32_t command_period_us, watchdog_us, state_period_us;

@@ -17,7 +17,15 @@ enum {
 };
 enum { KK_MODE_HOLD = 0, KK_MODE_POSITION = 1 };
 enum { KK_FLAG_VELOCITY = 1, KK_FLAG_EFFORT = 2 };
-enum { KK_FAULT_WATCHDOG = 1, KK_FAULT_ESTOP = 2, KK_FAULT_BAD_COMMAND = 3 };
+enum {
+    KK_FAULT_WATCHDOG = 1, KK_FAULT_ESTOP = 2, KK_FAULT_BAD_COMMAND = 3,
+    KK_FAULT_POSITION_LIMIT = 4
+};
+/* FAULT details: WATCHDOG µs since fed, bit 31 set when no COMMAND came since ARM;
+ * BAD_COMMAND kind in bits 24-31: joint count in the low 8 bits, or array << 16 | joint. */
+#define KK_WATCHDOG_NO_COMMAND 0x80000000u
+#define KK_BAD_JOINT_COUNT 0x01000000u
+#define KK_BAD_VALUE 0x02000000u
 enum { KK_ACK_OK = 0, KK_ACK_BUSY = 1, KK_ACK_NOT_CONFIGURED = 2, KK_ACK_REJECTED = 3 };
 enum {
     KK_ST_ARMED = 1, KK_ST_ESTOP = 2, KK_ST_WATCHDOG = 4, KK_ST_FAULT = 8, KK_ST_STOPPING = 16

@@ -203,13 +203,21 @@ size_t kk_frame_payload(const uint8_t *payload, size_t n, uint8_t *frame) {
     return len + 1;
 }
 
+uint16_t kk_seq_next(uint16_t seq) { return (uint16_t)(seq % 0xFFFFu + 1u); }
+
+uint16_t kk_seq_distance(uint16_t seq, uint16_t last) {
+    return (uint16_t)(((uint32_t)seq + 0xFFFFu - last) % 0xFFFFu);
+}
+
+void kk_seq_restart(kk_seq_t *s) { s->have_last = 0; }
+
 uint32_t kk_seq_update(kk_seq_t *s, uint16_t seq) {
     if (!s->have_last) {
         s->have_last = 1;
         s->last = seq;
         return 0;
     }
-    uint16_t diff = (uint16_t)(seq - s->last);
+    uint16_t diff = kk_seq_distance(seq, s->last);
     if (diff == 0) {
         s->duplicates++;
         return 0;

@@ -79,6 +79,11 @@ size_t kk_build_payload(uint8_t type, uint16_t seq, uint32_t time_us, const uint
 /* COBS-stuffs a payload and appends the 0x00; frame needs KK_MAX_ENCODED + 1 bytes. */
 size_t kk_frame_payload(const uint8_t *payload, size_t n, uint8_t *frame);
 
+/* Sequence numbers run 1..65535 and wrap to 1: 0 is never sent, so it can mean "none". */
+uint16_t kk_seq_next(uint16_t seq);
+/* How far seq is ahead of last on the 1..65535 cycle: 0 duplicate, 1 next, >= 32768 older. */
+uint16_t kk_seq_distance(uint16_t seq, uint16_t last);
+
 /* Sequence tracking of the peer's frames (section 2.4). */
 typedef struct {
     uint32_t gaps, duplicates, reordered;
@@ -88,5 +93,7 @@ typedef struct {
 
 /* Records seq; returns how many frames went missing just before it. */
 uint32_t kk_seq_update(kk_seq_t *s, uint16_t seq);
+/* A new session (HELLO): the next seq is not compared with the last. */
+void kk_seq_restart(kk_seq_t *s);
 
 #endif

@@ -161,14 +161,15 @@ static void decode(const char *hex) {
 
 static void dump(void) {
     const kk_counters_t *k = &core.counters;
-    printf("S %d %u %u %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu %lu", (int)core.mode,
-           kk_core_status(&core), core.last_cmd_seq, (unsigned long)k->frames_rx,
-           (unsigned long)k->frames_tx, (unsigned long)k->crc_errors,
-           (unsigned long)k->length_errors, (unsigned long)k->other_errors,
-           (unsigned long)k->seq_gaps, (unsigned long)k->commands_applied,
-           (unsigned long)k->commands_ignored, (unsigned long)k->commands_rejected,
-           (unsigned long)k->commands_clipped, (unsigned long)k->watchdog_trips,
-           (unsigned long)k->estops);
+    const uint32_t counters[] = {k->frames_rx, k->frames_tx, k->crc_errors, k->length_errors,
+                                 k->other_errors, k->seq_gaps, k->commands_applied,
+                                 k->commands_ignored, k->commands_rejected, k->commands_stale,
+                                 k->commands_clipped, k->watchdog_trips, k->estops,
+                                 k->limit_faults};
+    printf("S %d %u %u", (int)core.mode, kk_core_status(&core), core.last_cmd_seq);
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        printf(" %lu", (unsigned long)counters[i]);
+    }
     putf(core.q_ref, core.lim.n);
     putf(core.v_ref, core.lim.n);
     putf(core.tau_ff, core.lim.n);

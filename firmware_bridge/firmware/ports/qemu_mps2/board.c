@@ -123,9 +123,11 @@ static void report(void) {
     con_kv("commands_applied", k->commands_applied);
     con_kv("commands_ignored", k->commands_ignored);
     con_kv("commands_rejected", k->commands_rejected);
+    con_kv("commands_stale", k->commands_stale);
     con_kv("commands_clipped", k->commands_clipped);
     con_kv("watchdog_trips", k->watchdog_trips);
     con_kv("estops", k->estops);
+    con_kv("limit_faults", k->limit_faults);
     con_kv("rx_dropped", rx_ring.dropped);
     con_kv("overruns", overruns);
     con_kv("loop_last_ticks", loop_last);
