@@ -167,3 +167,19 @@ def test_allow_unsigned_warns_at_start_and_in_the_summary_and_is_recorded(tmp_pa
     start, end = records(tmp_path)
     assert start["policy"]["opt_out"] == "allow_unsigned: true" and start["operator"] == "bo"
     assert end["warnings"] and "unsigned" in end["warnings"][0]
+
+
+def test_trust_keys_resolve_against_the_launch_file_and_bad_values_are_named(tmp_path):
+    from karakuri.launch.schema import LaunchError
+
+    lf = launch_file(tmp_path, {"kind": "sil"}, trust={"keys": ["keys/org.pub"]})
+    cfg = load_launch(lf)
+    assert cfg.trust.keys == ((tmp_path / "keys" / "org.pub").resolve(),)
+    assert cfg.allow_unsigned is None and cfg.audit_log == (tmp_path / "audit.jsonl").resolve()
+    with pytest.raises(LaunchError, match=r"allow_unsigned: expected true or false"):
+        load_launch(launch_file(tmp_path, {"kind": "sil"}, allow_unsigned="yes"))
+    with pytest.raises(LaunchError, match=r"trust\.sign: unknown key"):
+        load_launch(launch_file(tmp_path, {"kind": "sil"}, trust={"sign": []}))
+    hold_policy(tmp_path / "policy.onnx")
+    with pytest.raises(LaunchError, match=r"trust\.keys: public key .*org\.pub: cannot be read"):
+        deploy(cfg, log=lambda s: None)
