@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from karakuri.firmware_bridge.clock_sync import ClockSync
 from karakuri.firmware_bridge.link import JointState, LinkCounters, LinkError, StatusBits
 from karakuri.firmware_bridge.protocol import (
     Ack,
@@ -41,6 +42,8 @@ RETRY_S = 0.02
 """ARM / ESTOP resend interval until ACKed, s."""
 HELLO_RETRY_S = 0.1
 """HELLO resend interval until CAPS, s."""
+KEEP_FAULTS = 32
+"""Faults kept from the start of a session, and again from its end."""
 
 
 class HandshakeError(LinkError):
@@ -95,6 +98,7 @@ class HostCore:
         self.handshaking = self.link_up = False
         self._lock = threading.Lock()
         self._faults: list[str] = []
+        self._faults_tail: collections.deque[str] = collections.deque(maxlen=KEEP_FAULTS)
         self._fault_ids: set[int] = set()
         self._pending: dict[MsgType, Pending] = {}
         self._hello_due = self._last_state_rx = self._last_cmd_tx = 0.0
@@ -105,11 +109,14 @@ class HostCore:
         self._last_acked_cmd: int | None = None
         self._pings: dict[int, list[float]] = {}
         self._arm_id = 0
+        self.clock = ClockSync()
+        self._fault_bits = StatusBits.NONE
 
     # ------------------------------------------------------------------ tx
     def start_handshake(self, now: float) -> None:
         """Send HELLO (repeated from :meth:`housekeeping` until CAPS arrives)."""
         self.caps_event.clear()
+        self.clock.reset()  # a reopened port may be a rebooted MCU
         self.handshaking, self.link_up, self._hello_due = True, False, now + HELLO_RETRY_S
         self.send(self._hello())
 
@@ -192,17 +199,21 @@ class HostCore:
         if msg.q.size != self.spec.n_joints or self.handshake_error:
             self.extra["state_size_errors"] += 1
             return
-        self.state = JointState(
-            position=msg.q.astype(np.float64), velocity=msg.dq.astype(np.float64),
-            effort=msg.effort.astype(np.float64), stamp=now, device_time_us=frame.time_us,
-            status=StatusBits(msg.status), seq=frame.seq)
-        self._last_state_rx, self._in_timeout = now, False
+        sent = None
         if msg.last_cmd_seq != self._last_acked_cmd:
             self._last_acked_cmd = msg.last_cmd_seq
             with self._lock:
                 sent = self._cmd_sent.pop(msg.last_cmd_seq, None)
                 if sent is not None:
                     self._rtts.append(now - sent)
+        mcu_s = self.clock.mcu_seconds(frame.time_us)
+        self.clock.add(mcu_s, now, sent)
+        self.state = JointState(  # stamped when sampled (MCU clock + offset), not on arrival
+            position=msg.q.astype(np.float64), velocity=msg.dq.astype(np.float64),
+            effort=msg.effort.astype(np.float64), stamp=self.clock.host_time(mcu_s, now),
+            device_time_us=frame.time_us, status=StatusBits(msg.status) | self._fault_bits,
+            seq=frame.seq)
+        self._last_state_rx, self._in_timeout = now, False
 
     def _on_caps(self, caps: Caps, now: float) -> None:
         if not self.handshaking:
@@ -247,6 +258,8 @@ class HostCore:
                 return  # still stopping: keep retrying until the deadline
             del self._pending[kind]
         pending.result = result
+        if kind is MsgType.ARM and result is AckResult.OK:
+            self._fault_bits = StatusBits.NONE  # armed again: earlier FAULT messages are done
         if pending.done is not None:
             pending.done.set()
         if result is not AckResult.OK:
@@ -257,6 +270,11 @@ class HostCore:
             return  # a repeat of a latched fault
         self._fault_ids.add(msg.fault_id)
         known = msg.code in iter(FaultCode)
+        # A FAULT message wins over STATE bits: every STATE from now on carries the fault's
+        # bit until an ARM is ACKed OK, so a robot that says FAULT is never taken as ARMED.
+        self._fault_bits |= {FaultCode.ESTOP: StatusBits.ESTOP,
+                             FaultCode.WATCHDOG: StatusBits.WATCHDOG}.get(msg.code,
+                                                                          StatusBits.FAULT)
         code = FaultCode(msg.code).name if known else f"code {msg.code}"
         what = {FaultCode.WATCHDOG: f"no valid COMMAND for {msg.detail / 1e3:.1f} ms; the MCU "
                                     f"stopped and holds",
@@ -305,14 +323,23 @@ class HostCore:
 
     # ------------------------------------------------------------------ reports
     def add_fault(self, text: str) -> None:
-        """Record a fault (shown by ``faults()``)."""
+        """Record a fault (shown by ``faults()``; memory stays bounded on a bad line)."""
         with self._lock:
-            self._faults.append(text)
+            if len(self._faults) < KEEP_FAULTS:
+                self._faults.append(text)
+                return
+            if len(self._faults_tail) == KEEP_FAULTS:
+                self.extra["faults_dropped"] += 1
+            self._faults_tail.append(text)
 
     def faults(self) -> list[str]:
-        """Faults since the session began, oldest first."""
+        """Faults since the session began, oldest first.
+
+        The first and the latest ``KEEP_FAULTS`` are kept; ``counters().extra
+        ["faults_dropped"]`` counts those in between.
+        """
         with self._lock:
-            return list(self._faults)
+            return [*self._faults, *self._faults_tail]
 
     def snapshot(self) -> LinkCounters:
         """Counters, with the decoder's and the sequence tracker's folded in."""

@@ -18,6 +18,7 @@ Imports numpy, pyserial and the standard library only (edge runtime).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -34,6 +35,7 @@ from karakuri.firmware_bridge.link import (
     LinkError,
     NotConnectedError,
 )
+from karakuri.firmware_bridge.port_lock import PortInUseError, PortLock, holders, set_exclusive
 from karakuri.firmware_bridge.protocol import (
     Caps,
     Command,
@@ -135,6 +137,7 @@ class SerialLink:
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
         self._core = self._new_core()
+        self._port_lock = PortLock(config.port)
 
     def _new_core(self) -> HostCore:
         cfg = self.config
@@ -156,7 +159,15 @@ class SerialLink:
         if self._connected:
             return
         self._core = core = self._new_core()
-        ser = self._open()
+        try:
+            self._port_lock.acquire()
+        except PortInUseError as e:
+            raise LinkError(str(e)) from None
+        try:
+            ser = self._open()
+        except LinkError:
+            self._port_lock.release()
+            raise
         with self._tx_lock:
             self._ser, self._tx_dirty = ser, True
         self._closing = threading.Event()
@@ -304,12 +315,22 @@ class SerialLink:
 
     # ------------------------------------------------------------------ port and thread
     def _open(self) -> serial.Serial:
+        port = self.config.port
         try:
-            return serial.Serial(self.config.port, self.config.baudrate, timeout=0.002,
-                                 write_timeout=0.001)
+            ser = serial.Serial(port, self.config.baudrate, timeout=0.002, write_timeout=0.001,
+                                exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise LinkError(f"cannot open serial port {self.config.port!r}: {e}; is the MCU "
+            if "exclusively lock" in str(e) or getattr(e, "errno", None) == errno.EBUSY \
+                    or "Errno 16" in str(e):
+                pids = holders(port)
+                who = f"PID {', '.join(map(str, pids))}" if pids else "another process"
+                raise LinkError(f"port {port} in use by {who}: it is locked or held "
+                                f"exclusively; one host per robot") from e
+            raise LinkError(f"cannot open serial port {port!r}: {e}; is the MCU "
                             f"plugged in (or `karakuri sil` running)?") from e
+        if isinstance(getattr(ser, "fd", None), int):
+            set_exclusive(ser.fd)
+        return ser
 
     def _shutdown(self) -> None:
         self._closing.set()
@@ -321,6 +342,7 @@ class SerialLink:
         self._core.link_up = False
         if ser is not None:
             ser.close()
+        self._port_lock.release()
 
     def _require_connected(self, what: str) -> None:
         if not self._connected:

@@ -46,6 +46,7 @@ from karakuri.robot.safety import (
     SafetyLimits,
 )
 from karakuri.robot.spec import RobotSpec, RobotSpecError
+from karakuri.robot.state_check import StateBounds
 from karakuri.robot.telemetry import McapTelemetry, TelemetryUnavailableError
 
 
@@ -389,6 +390,8 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
         with link_cm as (the_link, plant):
             envelope = resolve_envelope(cfg, policy, desc, reported_limits(the_link))
             spec = envelope.apply_to(spec)
+            bounds = StateBounds.from_limits(spec.joint_names, spec.lower, spec.upper,
+                                             spec.velocity_limit)
             safety = build_safety(cfg, spec, rate)
             log(f"envelope: {' ∩ '.join(envelope.sources)} ∩ launch safety overrides; the "
                 f"policy file's limits and rate checked against it")
@@ -406,7 +409,8 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
             loop = ControlLoop(
                 the_link, run_policy, safety, loop_cfg, commands=commands,
                 reset_pose=spec.default_pose, telemetry=telemetry, evaluator=evaluator,
-                on_episode_start=on_start, realtime=realtime_for(cfg, plant, log), log=log)
+                on_episode_start=on_start, realtime=realtime_for(cfg, plant, log), log=log,
+                state_bounds=bounds)
             summary = loop.run()
     finally:
         if telemetry is not None:

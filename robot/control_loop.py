@@ -36,6 +36,7 @@ from karakuri.robot.loop_commands import CommandSource, Episode, EpisodeSchedule
 from karakuri.robot.loop_stats import EpisodeOutcome, LatencyHistogram, LoopSummary
 from karakuri.robot.realtime import RealtimeConfig, RealtimeSetup
 from karakuri.robot.safety import SafetyFilter
+from karakuri.robot.state_check import LoopGuard, StateBounds
 from karakuri.robot.telemetry import McapTelemetry
 
 _FATAL_STATUS = StatusBits.FAULT | StatusBits.WATCHDOG
@@ -124,6 +125,8 @@ class ControlLoop:
         on_episode_start: Called when an episode's run phase begins.
         realtime: Real-time measures to try during :meth:`run`.
         log: Where the loop prints its realtime line and notices.
+        state_bounds: What a plausible state keeps (limits, margin, speed); default: the
+            filter's limits.  ``karakuri deploy`` passes the robot's envelope.
     """
 
     def __init__(self, link: Link, policy: Policy, safety: SafetyFilter, config: LoopConfig, *,
@@ -132,7 +135,8 @@ class ControlLoop:
                  evaluator: Callable[[Episode], bool | None] | None = None,
                  on_episode_start: Callable[[Episode], None] | None = None,
                  realtime: RealtimeConfig | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print,
+                 state_bounds: StateBounds | None = None) -> None:
         extra = [s for s in policy.input_names if s not in (*_LOOP_INPUTS, "last_action")]
         if extra:
             raise LoopError(f"policy input(s) {extra} are not provided by the control loop; it "
@@ -147,6 +151,9 @@ class ControlLoop:
         n = safety.limits.lower.shape[0]
         self.reset_pose = None if reset_pose is None else np.asarray(reset_pose, np.float64)
         self._n = n
+        lim = safety.limits
+        self.state_bounds = state_bounds or StateBounds.from_limits(
+            tuple(f"joint {i}" for i in range(n)), lim.lower, lim.upper, lim.velocity_limit)
         self._sig: dict[str, np.ndarray] = {}
         self._stop_reason: str | None = None
         self._requests: list[tuple[str, str]] = []
@@ -179,6 +186,7 @@ class ControlLoop:
             old_handlers = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         rt = RealtimeSetup(self.realtime)
         self._started = self._finishing = False
+        self._guard = LoopGuard(self.safety, self.link, self.state_bounds)
         try:
             with rt as report:  # first: mlockall may take a while, before any command
                 self.log(report.line())
@@ -214,6 +222,9 @@ class ControlLoop:
         while time.monotonic() < deadline and self._stop_reason is None:
             state = self.link.latest_state()
             if state is not None and time.monotonic() - state.stamp <= fresh_s:
+                bad = self._guard.monitor.check(state)
+                if bad is not None:
+                    raise LoopError(f"{bad}; refusing to start")
                 return state
             time.sleep(0.002)
         if self._stop_reason is not None:
@@ -233,6 +244,7 @@ class ControlLoop:
         self._last_state = state
         self._arming_until: float | None = None
         self._safety_seen: dict[str, int] = {}
+        self._guard.armed_seen = bool(StatusBits(state.status) & StatusBits.ARMED)
 
     def _run_ticks(self) -> None:
         cfg, clock = self.config, time.monotonic
@@ -289,8 +301,9 @@ class ControlLoop:
             mode = CommandMode.HOLD if self.safety.latched else CommandMode.POSITION
         try:
             self.link.send_command(target, mode)
+            self._guard.sent(time.monotonic())
         except LinkError as e:
-            self.safety.latch_fault(f"link refused a command: {e}")
+            self._guard.fault("link", f"link refused a command: {e}")
         if self.safety.fault is not None:
             self.stop(f"fault: {self.safety.fault}")
         if self.telemetry is not None:
@@ -305,14 +318,11 @@ class ControlLoop:
                 self.safety.reset(state.position)  # soft start from where the robot is now
                 return True
             if now > self._arming_until:
-                self.safety.latch_fault(
-                    f"robot did not arm within {self.config.arm_timeout_s} s (status "
-                    f"{status!r}); link faults: {self.link.faults()}")
+                self._guard.fault("robot", f"robot did not arm within "
+                                           f"{self.config.arm_timeout_s} s (status {status!r})"
+                                           f"{self._guard.link_note()}")
             return False
-        if status & StatusBits.ESTOP and self.safety.estop_reason is None:
-            self.safety.estop("robot reports ESTOP")
-        if status & _FATAL_STATUS:
-            self.safety.latch_fault(f"robot reports {status!r}; link faults: {self.link.faults()}")
+        self._guard.status_ok(status)
         return True
 
     def _arm(self, now: float) -> None:
@@ -321,6 +331,8 @@ class ControlLoop:
 
     def _check_state(self, state: JointState | None, now: float) -> bool:
         if state is not None:
+            if not self._guard.state_ok(state):
+                return False  # hold at the last good pose; the fault stops the loop
             self._last_state = state
         age = np.inf if state is None else now - state.stamp
         if age <= self.config.stale_periods * self.config.period:
@@ -328,9 +340,11 @@ class ControlLoop:
             return True
         self.stale += 1
         if now - self._last_fresh > self.config.stale_fault_s:
-            self.safety.latch_fault(
-                f"no fresh state for {(now - self._last_fresh) * 1e3:.0f} ms (limit "
-                f"{self.config.stale_fault_s * 1e3:.0f} ms); link faults: {self.link.faults()}")
+            self._guard.fault("stale", (
+                f"stale STATE: no fresh state for {(now - self._last_fresh) * 1e3:.0f} ms "
+                f"(limit {self.config.stale_fault_s * 1e3:.0f} ms; the newest is "
+                f"{'none' if state is None else f'{age * 1e3:.0f} ms old'} by the robot's "
+                f"clock){self._guard.link_note()}"))
         return False
 
     def _want(self, state: JointState) -> np.ndarray:
@@ -383,9 +397,8 @@ class ControlLoop:
 
     # ------------------------------------------------------------------ end
     def _final_hold(self) -> None:
-        state = self.link.latest_state()
-        fresh = state is not None and time.monotonic() - state.stamp < self.config.stale_fault_s
-        q = state.position if fresh else self.safety.hold_target()  # type: ignore[union-attr]
+        q = self._guard.final_pose(self.link.latest_state(), time.monotonic(),
+                                   self.config.stale_fault_s, self.safety.hold_target())
         try:
             self.link.send_command(np.asarray(q, np.float64), CommandMode.HOLD)
         except LinkError as e:
@@ -406,12 +419,18 @@ class ControlLoop:
 
     def _summary(self, realtime_line: str) -> LoopSummary:
         counters = self.link.counters().as_dict()
+        faults = list(self.link.faults())
+        watchdog = getattr(self.link, "watchdog_s", None)
         return LoopSummary(
             rate_hz=self.config.rate_hz, ticks=self.ticks, late=self.late, missed=self.missed,
             stale=self.stale, duration_s=time.monotonic() - getattr(self, "_t0", time.monotonic()),
             period_error=self._err.percentiles(), compute=self._compute.percentiles(),
-            link=counters, link_faults=list(self.link.faults()),
+            link=counters, link_faults=faults,
+            link_faults_total=len(faults) + counters.get("faults_dropped", 0),
             interventions=dict(self.safety.interventions),
             stopped_by=self._stop_reason or "unknown", fault=self.safety.fault,
             realtime=realtime_line, episodes=list(self._outcomes),
-            telemetry_dropped=self.telemetry.dropped if self.telemetry is not None else 0)
+            telemetry_dropped=self.telemetry.dropped if self.telemetry is not None else 0,
+            fault_kind=(self._guard.kind or "fault") if self.safety.fault else None,
+            max_command_gap_s=self._guard.max_gap_s,
+            watchdog_s=watchdog if isinstance(watchdog, float) else None)

@@ -71,6 +71,21 @@ class EpisodeOutcome:
     success: bool | None
 
 
+#: ``karakuri deploy``'s exit code by what stopped the loop.  Stable: scripts, the fault
+#: suite and supervisors rely on them (docs/control-loop.md lists them).
+EXIT_CODES: dict[str, int] = {
+    "ok": 0,            # normal end, duration, episodes done, Ctrl-C / SIGTERM / SIGHUP
+    "fault": 1,         # the policy or the filter: non-finite output, a policy that raised
+    "cannot_start": 2,  # bad launch file, policy refused by the envelope, port in use, no link
+    "robot": 3,         # the robot: FAULT message or bits, WATCHDOG, left ARMED, did not arm
+    "state": 4,         # bad STATE: NaN, outside the limits, non-physical speed or jump
+    "stale": 5,         # STATE too old (judged on the MCU's clock) or none for too long
+    "link": 6,          # the link refused a command (port lost for good)
+}
+#: Link faults kept in a summary (the rest are counted).
+MAX_LINK_FAULTS = 10
+
+
 @dataclass(frozen=True)
 class LoopSummary:
     """What a run of the control loop did; printed at the end.
@@ -92,6 +107,11 @@ class LoopSummary:
         realtime: The line saying which real-time measures were applied.
         episodes: Episode outcomes in order.
         telemetry_dropped: Telemetry messages dropped because the buffer was full.
+        fault_kind: What latched the fault, a key of :data:`EXIT_CODES` (None: no fault).
+        max_command_gap_s: Longest time between two COMMANDs the loop sent, s.
+        watchdog_s: The robot's watchdog timeout (MCU CAPS), s; None where unknown.
+        link_faults_total: Link faults reported in all (``link_faults`` keeps the first
+            :data:`MAX_LINK_FAULTS`).
     """
 
     rate_hz: float
@@ -110,6 +130,29 @@ class LoopSummary:
     realtime: str = ""
     episodes: list[EpisodeOutcome] = field(default_factory=list)
     telemetry_dropped: int = 0
+    fault_kind: str | None = None
+    max_command_gap_s: float | None = None
+    watchdog_s: float | None = None
+    link_faults_total: int = 0
+
+    def __post_init__(self) -> None:
+        total = max(self.link_faults_total, len(self.link_faults))
+        object.__setattr__(self, "link_faults_total", total)
+        object.__setattr__(self, "link_faults", list(self.link_faults[:MAX_LINK_FAULTS]))
+
+    @property
+    def exit_code(self) -> int:
+        """``karakuri deploy``'s exit code (:data:`EXIT_CODES`): 0 unless a fault stopped it."""
+        if self.fault is None:
+            return EXIT_CODES["ok"]
+        return EXIT_CODES.get(self.fault_kind or "fault", EXIT_CODES["fault"])
+
+    @property
+    def watchdog_margin_s(self) -> float | None:
+        """Watchdog timeout minus the largest command gap, s (< 0: the watchdog could trip)."""
+        if self.watchdog_s is None or self.max_command_gap_s is None:
+            return None
+        return self.watchdog_s - self.max_command_gap_s
 
     @property
     def success_rate(self) -> float | None:
@@ -121,6 +164,8 @@ class LoopSummary:
         """The summary as JSON (with ``success_rate``)."""
         d = asdict(self)
         d["success_rate"] = self.success_rate
+        d["exit_code"] = self.exit_code
+        d["watchdog_margin_s"] = self.watchdog_margin_s
         return json.dumps(d, indent=2)
 
     def format(self) -> str:
@@ -132,11 +177,25 @@ class LoopSummary:
             f"stopped by: {self.stopped_by}",
             f"  period error: {self.period_error}",
             f"  compute:      {self.compute}",
-            f"  link: {self.link}" + (f"; faults: {self.link_faults}" if self.link_faults else ""),
-            f"  safety interventions: {hit or 'none'}" + (f"; FAULT: {self.fault}"
-                                                         if self.fault else ""),
+            f"  link: {self.link}",
+            f"  safety interventions: {hit or 'none'}" + (
+                f"; FAULT ({self.fault_kind or 'fault'}, exit {self.exit_code}): {self.fault}"
+                if self.fault else ""),
             f"  {self.realtime}",
         ]
+        if self.max_command_gap_s is not None:
+            gap = f"  commands: largest gap {self.max_command_gap_s * 1e3:.1f} ms"
+            margin = self.watchdog_margin_s
+            gap += (f"; watchdog {self.watchdog_s * 1e3:.1f} ms, margin {margin * 1e3:.1f} ms"
+                    if margin is not None and self.watchdog_s is not None
+                    else "; watchdog unknown")
+            lines.append(gap)
+        if self.link_faults:
+            lines.append(f"  link faults ({self.link_faults_total}):")
+            lines += [f"    {f}" for f in self.link_faults]
+            more = self.link_faults_total - len(self.link_faults)
+            if more > 0:
+                lines.append(f"    ... and {more} more")
         if self.telemetry_dropped:
             lines.append(f"  telemetry: {self.telemetry_dropped} messages dropped (buffer full)")
         rate = self.success_rate

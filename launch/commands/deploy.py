@@ -25,7 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code: 0 after a normal end or Ctrl-C, 1 after a fault, 2 when it cannot start."""
+    """Run the launch file; returns the exit code.
+
+    0 after a normal end or a stop signal, 2 when it cannot start, else the fault's
+    (``karakuri.robot.loop_stats.EXIT_CODES``: 1 policy/filter, 3 robot, 4 bad state, 5 stale
+    state, 6 link).
+    """
     from karakuri.firmware_bridge.link import LinkError
     from karakuri.launch.deploy import deploy
     from karakuri.launch.schema import LaunchError, load_launch
@@ -50,4 +55,4 @@ def run(args: argparse.Namespace) -> int:
     if args.summary_json is not None:
         args.summary_json.parent.mkdir(parents=True, exist_ok=True)
         args.summary_json.write_text(s.to_json())
-    return 1 if s.fault else 0
+    return s.exit_code

@@ -192,3 +192,28 @@ def test_reconnects_after_the_port_disappears_and_never_rearms_by_itself(spec, m
     n = mcu.applied_commands
     drive(link, lambda t: spec.default_pose, 0.1)
     assert mcu.applied_commands > n
+
+
+def test_second_host_on_the_same_port_is_refused_naming_the_pid(spec, mcu, link):
+    """Finding 3: two hosts on one port interleave their COMMANDs; the second must not start."""
+    import os
+
+    real_path = os.path.realpath(mcu.port)  # the link path and the pty are one port
+    for port in (mcu.port, real_path):
+        other = SerialLink(spec, SerialLinkConfig(port=port, handshake_timeout_s=0.5))
+        with pytest.raises(LinkError, match=rf"port {port} in use by PID {os.getpid()} "):
+            other.connect()
+        assert not other.is_connected
+    link.close()  # the lock goes with the first host
+    again = SerialLink(spec, SerialLinkConfig(port=mcu.port))
+    again.connect()
+    again.close()
+
+
+def test_caps_limits_are_reported_for_the_envelope(spec, link):
+    lim = link.reported_limits()
+    assert lim.source.startswith("MCU CAPS on ")
+    np.testing.assert_allclose(lim.upper, spec.upper, rtol=1e-6)
+    np.testing.assert_allclose(lim.velocity_limit, spec.velocity_limit, rtol=1e-6)
+    assert np.all(np.isposinf(lim.accel_limit))  # CAPS carries none
+    assert link.watchdog_s == pytest.approx(0.05)
