@@ -67,6 +67,6 @@ def sil_parity(
     if not judged:
         raise RuntimeError(f"{launch}: no episode was judged; parity needs a sim-in-the-loop link")
     commands = torch.tensor([e.command for e in judged], dtype=torch.float32)
-    sim = evaluate_source(cfg.policy, commands=commands)
+    sim = evaluate_source(cfg.policy, commands=commands, robot=cfg.robot)  # a sidecar too
     loop = sum(bool(e.success) for e in judged) / len(judged)
     return ParityResult(loop, sim["success_rate"], len(judged), result, sim)

@@ -145,10 +145,18 @@ def task_of(source: str | Path) -> tuple[str, str]:
 
 
 def evaluate_source(
-    source: str | Path, episodes: int = 200, seed: int = 12345, commands: torch.Tensor | None = None
+    source: str | Path,
+    episodes: int = 200,
+    seed: int = 12345,
+    commands: torch.Tensor | None = None,
+    robot: str = "",
 ) -> dict[str, Any]:
-    """Evaluate a run directory or a policy file on fixed seeds (or on given commands)."""
-    task, robot = task_of(source)
+    """Evaluate a run directory or a policy file on fixed seeds (or on given commands).
+
+    ``robot`` (a name or sidecar path) replaces the robot the source names.
+    """
+    task, stored = task_of(source)
+    robot = robot or stored
     n = episodes if commands is None else commands.shape[0]
     env = make_env(task, robot or None, num_worlds=n, seed=seed, randomize=False)
     try:
@@ -159,19 +167,24 @@ def evaluate_source(
     return result
 
 
-def record_video(source: str | Path, out: str | Path, episodes: int = 3, seed: int = 12345) -> Path:
-    """Render ``episodes`` episodes of world 0 to an mp4."""
+def record_video(
+    source: str | Path, out: str | Path, episodes: int = 3, seed: int = 12345, robot: str = ""
+) -> Path:
+    """Render ``episodes`` episodes of world 0 to an mp4 (the ``overview`` camera if any)."""
     from karakuri.sim.render import render_world, write_video
 
-    task, robot = task_of(source)
+    task, stored = task_of(source)
+    robot = robot or stored
     env = make_env(task, robot or None, num_worlds=1, seed=seed, randomize=False)
     act = pipeline_for(source, env)
+    names = {env.model.camera(i).name for i in range(env.model.ncam)}
+    camera = "overview" if "overview" in names else -1  # a user's model may have none
     frames, renderer = [], None
     try:
         env.reset()
         with torch.no_grad():
             for _ in range(episodes * env.task.episode_steps):
-                frame, renderer = render_world(env, 0, renderer, camera="overview")
+                frame, renderer = render_world(env, 0, renderer, camera=camera)
                 frames.append(frame)
                 sig = {k: v for k, v in env.raw_signals().items() if k in env.robot_signals}
                 env.step(act(sig))

@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=12345, help="seed of the episodes")
     p.add_argument("--video", default=None, metavar="OUT.mp4", help="record episodes of world 0")
     p.add_argument("--video-episodes", type=int, default=3, help="episodes in the video")
+    p.add_argument("--robot", default="", metavar="NAME|SIDECAR.yaml",
+                   help="the robot to evaluate on (default: the one the run or file names; "
+                        "give the sidecar of a robot that is not registered)")
     p.set_defaults(func=_run)
 
 
@@ -34,11 +37,12 @@ def _run(args: argparse.Namespace) -> int:
                                    f"({args.video_episodes}) must be >= 1")
     try:  # before the evaluation: a bad video path must not cost a whole eval
         video = check_output_file(args.video, "--video", (".mp4",)) if args.video else None
-        result = evaluate_source(src, episodes=args.episodes, seed=args.seed)
+        result = evaluate_source(src, episodes=args.episodes, seed=args.seed, robot=args.robot)
     except (FileNotFoundError, ValueError, PolicyError) as e:
         return usage_error("eval", e)
     print(json.dumps(result, indent=2))
     if video is not None:
-        path = record_video(src, video, episodes=args.video_episodes, seed=args.seed)
+        path = record_video(src, video, episodes=args.video_episodes, seed=args.seed,
+                            robot=args.robot)
         print(f"video written to {path}")
     return 0
