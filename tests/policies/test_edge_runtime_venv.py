@@ -13,7 +13,7 @@ import pytest
 from policy_file_helpers import exported, robot_signals, torch_act
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_DEPS = ["numpy", "onnxruntime", "pyserial", "PyYAML"]
+BASE_DEPS = ["numpy", "onnxruntime", "pyserial", "PyYAML", "cryptography"]
 PACKAGE_DIRS = ["karakuri", "robot", "sim", "policies", "firmware_bridge", "launch"]
 
 SCRIPT = """
@@ -21,7 +21,9 @@ import json, sys
 import numpy as np
 import karakuri
 from karakuri.policies.onnx_policy import OnnxPolicy
+from karakuri.policies.signing import load_trusted, verify_file
 
+verified = verify_file(sys.argv[1], load_trusted([sys.argv[3]]))  # before the file is parsed
 policy = OnnxPolicy(sys.argv[1])
 signals = {k: np.asarray(v, np.float32) for k, v in json.loads(sys.argv[2]).items()}
 first = policy.act(signals)
@@ -36,7 +38,8 @@ for name in ("torch", "mujoco", "onnx"):
         raise AssertionError(f"{name} is importable in the edge venv")
 print(json.dumps({"first": first.tolist(), "second": second.tolist(),
                   "action": policy.last_outputs()["action"].tolist(),
-                  "karakuri": karakuri.__file__, "provider": policy.provider}))
+                  "karakuri": karakuri.__file__, "provider": policy.provider,
+                  "signed_by": verified.key_id}))
 """
 
 
@@ -66,12 +69,18 @@ def test_policy_runs_in_a_venv_with_only_base_dependencies(tmp_path: Path) -> No
     assert inst.returncode == 0, inst.stderr[-2000:]
 
     path, module, _ = exported("joint_position_delta")
+    path = Path(shutil.copy(path, tmp_path / "policy.onnx"))
+    from karakuri.policies.signing import generate_keypair, sign_file
+
+    key, pub, key_id = generate_keypair(tmp_path / "keys")
+    sign_file(path, key)
     sig = robot_signals(1, seed=7)
     res = _run([str(py), "-c", SCRIPT, str(path),
-                json.dumps({k: v.tolist() for k, v in sig.items()})], tmp_path)
+                json.dumps({k: v.tolist() for k, v in sig.items()}), str(pub)], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert "site-packages" in out["karakuri"] and out["provider"] == "CPUExecutionProvider"
+    assert out["signed_by"] == key_id  # the base install verifies signatures
     zeros = np.zeros((1, 6), np.float32)
     want1, a1 = torch_act(module, {**sig, "last_action": zeros})
     want2, _ = torch_act(module, {**sig, "last_action": a1})
