@@ -47,6 +47,7 @@ from karakuri.firmware_bridge.messages import (
     MsgType,
     State,
     check_uint,
+    describe_fault,
 )
 
 PROTOCOL_VERSION = 1
@@ -298,6 +299,7 @@ __all__ = [
     "State",
     "decode_frame",
     "decode_payload",
+    "describe_fault",
     "encode_frame",
     "encode_payload",
     "next_seq",

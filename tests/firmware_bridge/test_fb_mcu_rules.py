@@ -21,6 +21,7 @@ from karakuri.firmware_bridge.protocol import (
     Hello,
     MsgType,
     State,
+    describe_fault,
 )
 
 POS = Command(CommandMode.POSITION, [0.1] * N)
@@ -210,3 +211,12 @@ def test_hello_while_faulted_keeps_the_fault_and_its_repeats():
     assert rig.core.mode is McuMode.FAULTED
     (_, again), = faults(rig.run(0.5))
     assert again == f
+
+
+def test_fault_details_read_as_the_spec_says():
+    assert "50.0 ms since the ARM, no COMMAND" in describe_fault(1, 0x80000000 | 50000)
+    assert "50.0 ms since the last COMMAND" in describe_fault(1, 50000)
+    assert describe_fault(3, 0x01000005) == "COMMAND rejected: it carried 5 joints"
+    assert describe_fault(3, 0x02010002) == "COMMAND rejected: non-finite velocity of joint 2"
+    assert describe_fault(4, 3).startswith("joint 3 measured outside its limits")
+    assert describe_fault(9, 1) == "code 9, detail 0x00000001"
