@@ -27,7 +27,7 @@ def test_sil_process_serves_a_serial_link_and_stops_cleanly_on_sigterm(tmp_path)
     try:
         assert proc.stdout.readline().strip() == f"port: {link_path}"
         spec = load_robot("industrial_arm")
-        with SerialLink(spec, SerialLinkConfig(port=str(link_path))) as link:
+        with SerialLink(spec, SerialLinkConfig(port=str(link_path), state_rate_hz=200)) as link:
             assert link.caps.state_period_us == 4000  # 200 Hz = 5 ms, down to the 2 ms grid
             q = spec.default_pose + np.array([0.2, 0, 0, 0, 0, 0, 0])
             drive(link, lambda t: q, 0.5)
