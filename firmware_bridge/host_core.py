@@ -35,6 +35,7 @@ from karakuri.firmware_bridge.protocol import (
     MsgType,
     SeqTracker,
     State,
+    describe_fault,
 )
 from karakuri.robot.spec import RobotSpec
 
@@ -276,12 +277,8 @@ class HostCore:
                              FaultCode.WATCHDOG: StatusBits.WATCHDOG}.get(msg.code,
                                                                           StatusBits.FAULT)
         code = FaultCode(msg.code).name if known else f"code {msg.code}"
-        what = {FaultCode.WATCHDOG: f"no valid COMMAND for {msg.detail / 1e3:.1f} ms; the MCU "
-                                    f"stopped and holds",
-                FaultCode.ESTOP: "e-stop latched; the MCU stopped and holds",
-                FaultCode.BAD_COMMAND: f"COMMAND rejected (joint index/count {msg.detail})"}
         self.add_fault(f"MCU fault #{msg.fault_id} {code} at t={frame.time_us / 1e6:.3f} s: "
-                       f"{what.get(msg.code, f'detail {msg.detail}')}")
+                       f"{describe_fault(msg.code, msg.detail)}")
 
     # ------------------------------------------------------------------ periodic
     def housekeeping(self, now: float) -> None:

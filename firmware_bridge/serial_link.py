@@ -63,8 +63,8 @@ class SerialLinkConfig:
         baudrate: Line rate, baud (USB CDC devices and ptys ignore it).
         command_rate_hz: How often the host sends COMMAND, Hz; None: the robot's control rate.
             Sent in HELLO: the MCU watchdog trips after min(3 periods, 50 ms) without one.
-        state_rate_hz: STATE rate asked of the MCU, Hz; None: the MCU's default (the command
-            rate).  A higher rate means fresher states at each control tick.
+        state_rate_hz: STATE rate asked of the MCU, Hz; None: the command rate (never the
+            MCU's default, which may be slower).  A higher rate means fresher states.
         resend_period_s: Repeat the newest COMMAND this often while it is less than one
             command period old, s; 0 turns it off.  Feeds the watchdog on a noisy line; a
             control loop that stops sending still stops the robot.
