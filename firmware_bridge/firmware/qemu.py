@@ -6,7 +6,7 @@ as it opens a USB serial port; UART1 carries the firmware's ``KKSTAT`` console l
 counters and servo-loop timing) into a file.  With ``faults`` set, a :class:`PtyFaultProxy`
 sits between the two and corrupts, drops or delays bytes as the virtual MCU's link does.
 
-Standard library, numpy and pyserial's termios settings only (no MuJoCo): this is the
+Standard library and numpy only (no MuJoCo): this is the
 ``link: {kind: qemu}`` of a launch file (docs/firmware.md).
 """
 
@@ -22,8 +22,12 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
 from karakuri.firmware_bridge.link import LinkError
@@ -69,13 +73,14 @@ class QemuLinkConfig:
             raise ValueError("handshake_timeout_s and boot_timeout_s must be > 0 s")
 
 
-def parse_stats(text: str) -> dict[str, int]:
-    """The newest ``KKSTAT key=value ...`` line of a console log as a dict ({} if none)."""
-    for line in reversed(text.splitlines()):
-        if line.startswith("KKSTAT "):
+def parse_stats(text: str) -> list[dict[str, int]]:
+    """Every complete ``KKSTAT key=value ...`` line of a console log, oldest first."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("KKSTAT ") and line.endswith("\n"):
             pairs = (kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
-            return {k: int(v) for k, v in pairs if v.isdigit()}
-    return {}
+            out.append({k: int(v) for k, v in pairs if v.isdigit()})
+    return out
 
 
 class QemuBoard:
@@ -146,10 +151,15 @@ class QemuBoard:
 
     def stats(self) -> dict[str, int]:
         """The firmware's newest ``KKSTAT`` counters (every 250 ms; {} before the first)."""
+        history = self.stats_history()
+        return history[-1] if history else {}
+
+    def stats_history(self) -> list[dict[str, int]]:
+        """Every ``KKSTAT`` line so far, oldest first (``t_ms`` is the board's clock, ms)."""
         try:
             return parse_stats(self.console_path.read_text(errors="replace"))
         except OSError:
-            return {}
+            return []
 
     @property
     def proxy(self) -> PtyFaultProxy | None:
@@ -234,3 +244,25 @@ class PtyFaultProxy:
             if fd >= 0:
                 os.close(fd)
         self._dev = self._master = self._slave = -1
+
+
+class MeasuredToolPlant:
+    """A plant seen through the link: the tool position from the measured joint positions.
+
+    Lets a deploy judge reach episodes on a board whose joints the host cannot see except
+    through STATE (the emulated board's simulated servo).
+
+    Args:
+        link: The connected link (its newest STATE is used).
+        fk: Tool-site forward kinematics: joint positions (rad or m) → xyz, m, base frame.
+    """
+
+    def __init__(self, link: Any, fk: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.link, self.fk = link, fk
+
+    def tool_position(self) -> np.ndarray:
+        """Tool centre point from the newest measured state, m, base frame. Shape: (3,)."""
+        state = self.link.latest_state()
+        if state is None:
+            return np.full(3, np.nan)
+        return np.asarray(self.fk(np.asarray(state.position, np.float64)), np.float64)

@@ -13,10 +13,10 @@
 #define KK_ROBOT_EFFORT {150.0f, 150.0f, 150.0f, 28.0f, 28.0f, 28.0f, 60.0f}
 #define KK_ROBOT_STOP_DECEL {15.0f, 15.0f, 15.0f, 25.0f, 25.0f, 25.0f, 1.0f}
 #define KK_ROBOT_HOME {0.0f, -1.5708f, 1.5708f, -1.5708f, -1.5708f, 0.0f, 0.04f}
-/* Simulated servo: PD gains (the spec's kp, kd) on an inertia of kp / 900, i.e. a 30 rad/s
- * natural frequency, damping ratio 1.5 on the arm joints. */
-#define KK_ROBOT_KP {2000.0f, 2000.0f, 2000.0f, 500.0f, 500.0f, 500.0f, 1000.0f}
-#define KK_ROBOT_KD {200.0f, 200.0f, 200.0f, 50.0f, 50.0f, 50.0f, 40.0f}
-#define KK_ROBOT_INERTIA_PER_KP (1.0f / 900.0f)
+/* Simulated servo: inertia = effort limit / (4 x stop decel), so the effort limit allows four
+ * times the stop's deceleration (kg m^2, or kg for the finger); a critically damped PD loop
+ * at 100 rad/s (10 ms time constant) on that inertia. */
+#define KK_ROBOT_INERTIA {2.5f, 2.5f, 2.5f, 0.28f, 0.28f, 0.28f, 15.0f}
+#define KK_ROBOT_SERVO_WN 100.0f
 
 #endif

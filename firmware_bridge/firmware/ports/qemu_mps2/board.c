@@ -5,8 +5,12 @@
  *     host pty.  The RX interrupt moves bytes into a ring; the servo loop drains it.
  *   UART1 (0x40005000): a text console, one `KKSTAT ...` line every 250 ms with the core's
  *     counters and the servo-loop timing (the second `-serial`).
+ *   Clock: the FPGA I/O block's COUNTER (0x40028018) prescaled to 1 MHz is kk_hal_time_us;
+ *     QEMU derives it from its virtual clock, so it keeps time even when the emulator is
+ *     descheduled (SysTick interrupts are then lost, not queued).
  *   SysTick: 1 ms from the 25 MHz CPU clock; its handler only counts and wakes the loop.
- *   Servo loop (thread mode): kk_app_servo_step, then one step of the simulated drive.
+ *   Servo loop (thread mode): on each new millisecond of the clock, kk_app_servo_step (at
+ *     the millisecond, the servo grid), then one step of the simulated drive.
  *   Loop time is measured with SysTick's current value (40 ns steps); QEMU implements no DWT
  *   cycle counter.  Run QEMU with -icount to make it an instruction count (docs/firmware.md). */
 #include <stdint.h>
@@ -33,24 +37,31 @@
 #define SYST_RVR REG(0xE000E014u)
 #define SYST_CVR REG(0xE000E018u)
 #define NVIC_ISER0 REG(0xE000E100u)
+#define FPGAIO_COUNTER REG(0x40028018u)
+#define FPGAIO_PRESCALE REG(0x4002801Cu)
 
 static kk_ring_t rx_ring;
 static volatile uint32_t ms_ticks;
+static uint32_t servo_us;    /* MCU time of this servo period, µs (a whole millisecond) */
 static uint32_t servo_ticks; /* servo periods run */
 static kk_servo_sim_t drive;
 static kk_core_t core;
 
 void SysTick_Handler(void) { ms_ticks++; }
 
+/* Clear the interrupt before reading: a byte that lands after the last read raises it
+ * again (cleared after, it would be lost with RX full, and the UART would stall). */
 void Uart0Rx_Handler(void) {
+    UART_INT(UART0) = 2u;
     while (UART_STATE(UART0) & 2u) {
         kk_ring_push(&rx_ring, (uint8_t)UART_DATA(UART0));
     }
-    UART_INT(UART0) = 2u;
 }
 
 /* ------------------------------------------------------------------ HAL */
-uint32_t kk_hal_time_us(void) { return servo_ticks * SERVO_US; }
+uint32_t kk_hal_time_us(void) { return servo_us; }
+
+static uint32_t clock_us(void) { return FPGAIO_COUNTER; }
 
 void kk_hal_read_joints(float *q, float *dq, float *effort) {
     for (uint8_t i = 0; i < drive.n; i++) {
@@ -70,7 +81,12 @@ void kk_hal_write_joints(const float *q_ref, const float *v_ref, const float *ta
     }
 }
 
-size_t kk_hal_uart_read(uint8_t *buf, size_t max) { return kk_ring_pop(&rx_ring, buf, max); }
+size_t kk_hal_uart_read(uint8_t *buf, size_t max) {
+    __asm volatile("cpsid i" ::: "memory"); /* also poll: a missed interrupt never stalls RX */
+    Uart0Rx_Handler();
+    __asm volatile("cpsie i" ::: "memory");
+    return kk_ring_pop(&rx_ring, buf, max);
+}
 
 static void uart_put(uint32_t base, uint8_t b) {
     while (UART_STATE(base) & 1u) {
@@ -106,12 +122,13 @@ static void con_kv(const char *key, uint32_t v) {
     }
 }
 
-static uint32_t loop_max, loop_last, overruns;
+static uint32_t loop_max, loop_last, overruns, max_step_ms, window_step_ms;
 
 static void report(void) {
     const kk_counters_t *k = &core.counters;
     con_str("KKSTAT");
-    con_kv("t_ms", servo_ticks);
+    con_kv("t_ms", servo_us / 1000u);
+    con_kv("servo_periods", servo_ticks);
     con_kv("mode", (uint32_t)core.mode);
     con_kv("status", kk_core_status(&core));
     con_kv("frames_rx", k->frames_rx);
@@ -130,6 +147,9 @@ static void report(void) {
     con_kv("limit_faults", k->limit_faults);
     con_kv("rx_dropped", rx_ring.dropped);
     con_kv("overruns", overruns);
+    con_kv("max_step_ms", max_step_ms);
+    con_kv("window_step_ms", window_step_ms); /* largest step since the previous line */
+    window_step_ms = 0;
     con_kv("loop_last_ticks", loop_last);
     con_kv("loop_max_ticks", loop_max);
     con_str("\n");
@@ -140,7 +160,7 @@ int main(void) {
     static const float lower[] = KK_ROBOT_LOWER, upper[] = KK_ROBOT_UPPER;
     static const float vel[] = KK_ROBOT_VELOCITY, eff[] = KK_ROBOT_EFFORT;
     static const float decel[] = KK_ROBOT_STOP_DECEL, home[] = KK_ROBOT_HOME;
-    static const float kp[] = KK_ROBOT_KP, kd[] = KK_ROBOT_KD;
+    static const float inertia[] = KK_ROBOT_INERTIA;
     kk_limits_t lim = {0};
     lim.n = KK_ROBOT_N;
     lim.joint_hash = KK_ROBOT_JOINT_HASH;
@@ -154,9 +174,9 @@ int main(void) {
         lim.effort_limit[i] = drive.effort_limit[i] = eff[i];
         lim.stop_decel[i] = decel[i];
         drive.q[i] = home[i];
-        drive.kp[i] = kp[i];
-        drive.kd[i] = kd[i];
-        drive.inertia[i] = kp[i] * KK_ROBOT_INERTIA_PER_KP;
+        drive.kp[i] = KK_ROBOT_SERVO_WN * KK_ROBOT_SERVO_WN; /* critically damped */
+        drive.kd[i] = 2.0f * KK_ROBOT_SERVO_WN;
+        drive.inertia[i] = inertia[i];
     }
     UART_BAUDDIV(UART0) = 16u;
     UART_BAUDDIV(UART1) = 16u;
@@ -169,25 +189,42 @@ int main(void) {
         for (;;) {
         }
     }
+    FPGAIO_PRESCALE = CPU_HZ / 1000000u - 1u; /* COUNTER at 1 MHz */
+    FPGAIO_COUNTER = 0u;
     SYST_RVR = TICKS_PER_SERVO - 1u;
     SYST_CVR = 0u;
     SYST_CSR = 7u; /* CPU clock, interrupt, enable */
-    uint32_t seen = 0;
+    uint32_t last_ms = 0;
     for (;;) {
-        while (ms_ticks == seen) {
+        uint32_t now_ms = clock_us() / SERVO_US;
+        while (now_ms == last_ms) {
             __asm volatile("wfi");
+            now_ms = clock_us() / SERVO_US;
         }
-        uint32_t now = ms_ticks;
-        overruns += now - seen - 1u;
-        seen = now;
-        servo_ticks = now;
-        uint32_t start_val = SYST_CVR;
+        uint32_t step = now_ms - last_ms;
+        overruns += step - 1u; /* servo periods skipped (the emulator was descheduled) */
+        max_step_ms = step > max_step_ms ? step : max_step_ms;
+        window_step_ms = step > window_step_ms ? step : window_step_ms;
+        last_ms = now_ms;
+        servo_us = now_ms * SERVO_US;
+        servo_ticks++;
+        uint32_t start_ms, start_val, end_ms, end_val;
+        do { /* a consistent (tick count, SysTick value) pair */
+            start_ms = ms_ticks;
+            start_val = SYST_CVR;
+        } while (start_ms != ms_ticks);
         kk_app_servo_step(&core);
-        kk_servo_sim_step(&drive, ref_q, ref_v, ref_tau, (float)SERVO_US * 1e-6f);
-        uint32_t end_val = SYST_CVR, end_ms = ms_ticks;
-        loop_last = (end_ms - now) * TICKS_PER_SERVO + start_val - end_val;
+        kk_servo_sim_step(&drive, ref_q, ref_v, ref_tau, (float)(step * SERVO_US) * 1e-6f);
+        do {
+            end_ms = ms_ticks;
+            end_val = SYST_CVR;
+        } while (end_ms != ms_ticks);
+        loop_last = (end_ms - start_ms) * TICKS_PER_SERVO + start_val - end_val;
+        if ((int32_t)loop_last < 0) { /* SysTick reloaded, its interrupt not yet taken */
+            loop_last += TICKS_PER_SERVO;
+        }
         loop_max = loop_last > loop_max ? loop_last : loop_max;
-        if (now % 250u == 0u) {
+        if (now_ms / 250u != (now_ms - step) / 250u) {
             report();
         }
     }
