@@ -380,6 +380,12 @@ class FaultProxy:
         with self._lock:
             return list(self.channels[direction].seen)
 
+    def latest(self, direction: Direction, n: int) -> list[tuple[float, Frame]]:
+        """The newest ``n`` clean frames of ``direction`` (cheap: for polling), oldest first."""
+        with self._lock:
+            seen = self.channels[direction].seen
+            return [seen[i] for i in range(max(0, len(seen) - n), len(seen))]
+
     def counters(self) -> dict[str, int]:
         """Counters of both directions, ``to_mcu_frames_in`` etc., and ``mcu_reopens``."""
         with self._lock:

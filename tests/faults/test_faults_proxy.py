@@ -80,6 +80,7 @@ def test_bytes_pass_unchanged_both_ways_without_faults(ends):
     assert c["to_mcu_bytes_out"] == len(blob)
     assert c["to_host_frames_decoded"] == 50  # the proxy's view: the clean frames it saw
     assert [f.msg.last_cmd_seq for _, f in ends.proxy.frames("to_host")] == list(range(50))
+    assert [f.msg.last_cmd_seq for _, f in ends.proxy.latest("to_host", 3)] == [47, 48, 49]
 
 
 @given(st.lists(st.binary(max_size=300), max_size=20))
@@ -211,7 +212,10 @@ def test_cli_relays_injects_and_prints_its_counters():
         host = os.open(port, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(host)
         os.write(mcu, state_frame(3))
-        got = [decode_frame(f) for f in read_for(host, 1.0).split(b"\x00") if f]
+        data, end = b"", time.monotonic() + 10.0  # the injection is due 0.5 s after the start
+        while data.count(b"\x00") < 2 and time.monotonic() < end:
+            data += read_for(host, 0.1)
+        got = [decode_frame(f) for f in data.split(b"\x00") if f]
         assert isinstance(got[0].msg, State) and got[1].msg == Fault(FaultCode.ESTOP, 0xFFFF)
         proc.send_signal(15)
         out = proc.communicate(timeout=10)[0]
