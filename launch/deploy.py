@@ -260,6 +260,15 @@ def open_link(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
             link = SerialLink(spec, SerialLinkConfig(
                 port=mcu.port, command_rate_hz=rate_hz, arm_on_connect=False,
                 handshake_timeout_s=link_cfg.handshake_timeout_s))  # type: ignore[union-attr]
+        elif kind == "qemu":  # the reference firmware on an emulated Cortex-M, over its pty
+            from karakuri.firmware_bridge.firmware.qemu import MeasuredToolPlant, QemuBoard
+
+            board = stack.enter_context(QemuBoard(link_cfg))  # type: ignore[arg-type]
+            link = SerialLink(spec, SerialLinkConfig(
+                port=board.port, command_rate_hz=rate_hz, arm_on_connect=False,
+                handshake_timeout_s=link_cfg.handshake_timeout_s))  # type: ignore[union-attr]
+            with contextlib.suppress(SafetyConfigError):  # no MuJoCo: no success judged
+                plant = MeasuredToolPlant(link, mujoco_fk(spec))
         else:
             from karakuri.firmware_bridge.ros2_link import Ros2Link
 

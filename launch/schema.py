@@ -23,13 +23,14 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig
+from karakuri.firmware_bridge.firmware.qemu import QemuLinkConfig
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.firmware_bridge.serial_link import SerialLinkConfig
 from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets, PlantSignal
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
 
-LINK_KINDS = ("serial", "sil", "ros2")
+LINK_KINDS = ("serial", "sil", "ros2", "qemu")
 
 
 class LaunchError(ValueError):
@@ -67,8 +68,9 @@ class SilLinkConfig:
             raise ValueError(f"handshake_timeout_s: {self.handshake_timeout_s} must be > 0 s")
 
 
-LinkConfig = SerialLinkConfig | SilLinkConfig | Ros2LinkConfig
+LinkConfig = SerialLinkConfig | SilLinkConfig | Ros2LinkConfig | QemuLinkConfig
 _LINK_TYPES: dict[str, type] = {"serial": SerialLinkConfig, "sil": SilLinkConfig,
+                                 "qemu": QemuLinkConfig,
                                  "ros2": Ros2LinkConfig}
 
 
@@ -223,8 +225,10 @@ class LaunchConfig:
         policy: Path of the exported ``policy.onnx``.
         link: How to reach the robot; ``kind`` is ``serial`` (the keys of
             :class:`~karakuri.firmware_bridge.serial_link.SerialLinkConfig`), ``sil``
-            (:class:`SilLinkConfig`) or ``ros2`` (the keys of
-            :class:`~karakuri.firmware_bridge.ros2_config.Ros2LinkConfig`).
+            (:class:`SilLinkConfig`), ``ros2`` (the keys of
+            :class:`~karakuri.firmware_bridge.ros2_config.Ros2LinkConfig`) or ``qemu`` (the
+            reference firmware on an emulated board:
+            :class:`~karakuri.firmware_bridge.firmware.qemu.QemuLinkConfig`).
         rate_hz: Loop rate, Hz; default: the policy's control rate (a different one is refused).
         duration_s: Stop after this long, s; default: when the episodes end (or Ctrl-C).
         soft_start_s: Ramp from the measured pose after start and re-arm, s.
