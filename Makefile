@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= sim,train,dev,ros2
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup sysdeps demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,15 +17,29 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+# OS packages of the reference firmware (docs/firmware.md): the ARM toolchain and QEMU.
+# Installed once, only when missing, as root or through password-less sudo; where that is
+# impossible the firmware tests skip and say why.
+sysdeps:
+	@if command -v qemu-system-arm >/dev/null && command -v arm-none-eabi-gcc >/dev/null && \
+	    test -f "$$(arm-none-eabi-gcc -print-file-name=libc_nano.a)"; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else echo "sysdeps: not root and no password-less sudo: firmware tests will skip"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	    echo "sysdeps: no apt-get; install qemu-system-arm and the arm-none-eabi toolchain"; exit 0; fi; \
+	$$sudo apt-get update -q && $$sudo apt-get install -y -q qemu-system-arm \
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi || echo "sysdeps: install failed: firmware tests will skip"
+
+demo: $(STAMP) sysdeps
 	$(BIN)/karakuri demo
 
 # The default run: everything but slow and GPU tests; ROS 2 tests run over loopback DDS.
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -m "not gpu and not slow" -q
 
 # Slow tests too (warp on CPU, longer training), still no GPU.
-test-all: $(STAMP)
+test-all: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -m "not gpu" -q
 
 # The benchmarks the README quotes (each prints its same-run baseline and the ratio).
