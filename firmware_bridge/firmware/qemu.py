@@ -49,7 +49,7 @@ class QemuLinkConfig:
         firmware: The firmware ELF (``make -C firmware_bridge/firmware qemu`` builds it).
         machine: QEMU machine; the port is written for ``mps2-an386``.
         qemu: The QEMU executable.
-        console: File for the firmware's ``KKSTAT`` console (UART1); empty: a temp file.
+        console: File for the firmware's ``KKSTAT`` console (UART1); None: a temp file.
         icount: Run QEMU with ``-icount shift=N,sleep=on`` (deterministic instruction timing
             for measurements); None: the guest clock follows the host's.
         faults: Link faults injected between the host and the board (a pty proxy).
@@ -60,7 +60,7 @@ class QemuLinkConfig:
     firmware: Path = DEFAULT_ELF
     machine: str = "mps2-an386"
     qemu: str = "qemu-system-arm"
-    console: str = ""
+    console: Path | None = None
     icount: int | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
     handshake_timeout_s: float = 5.0
@@ -100,6 +100,8 @@ class QemuBoard:
         self._proxy: PtyFaultProxy | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.console_path = Path(config.console) if config.console else Path()
+        if config.console:
+            self.console_path.parent.mkdir(parents=True, exist_ok=True)
 
     def start(self) -> str:
         """Start QEMU and wait for its pty; returns :attr:`port`.
