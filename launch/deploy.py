@@ -74,15 +74,18 @@ class DeployResult:
 
 
 # ----------------------------------------------------------------------------- parts
-def load_policy(cfg: LaunchConfig) -> Policy:
-    """The :class:`~karakuri.policies.onnx_policy.OnnxPolicy` of ``cfg.policy`` (no torch)."""
+def load_policy(cfg: LaunchConfig, data: bytes | None = None) -> Policy:
+    """The :class:`~karakuri.policies.onnx_policy.OnnxPolicy` of ``cfg.policy`` (no torch).
+
+    ``data``: the file's bytes already read and verified (they are what runs); default: read it.
+    """
     if not cfg.policy.exists():
         raise LaunchError(f"{cfg.source}: policy: {cfg.policy} does not exist; export one with "
                           f"'karakuri export RUN_DIR -o {cfg.policy}'")
     from karakuri.policies.onnx_policy import OnnxPolicy
 
     try:
-        return OnnxPolicy(cfg.policy)
+        return OnnxPolicy(cfg.policy, data=data)
     except PolicyError as e:
         raise LaunchError(f"{cfg.source}: policy: {e}") from e
 
@@ -368,7 +371,8 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
              policy: Policy | None, link: tuple[Link, Plant | None] | None,
              description: Description | RobotSpec | None) -> DeployResult:
     """:func:`deploy` once the policy file is trusted; ``audit`` notes what the loop runs."""
-    policy = policy if policy is not None else load_policy(cfg)
+    verified = audit.trust.data if audit.trust is not None else b""
+    policy = policy if policy is not None else load_policy(cfg, verified or None)
     if isinstance(description, RobotSpec):
         description = Description.from_spec(description)
     desc = description if description is not None else resolve_description(cfg)

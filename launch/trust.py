@@ -9,14 +9,14 @@ Edge-safe: the standard library, ``cryptography`` and the launch schema (no torc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from karakuri.launch.schema import LaunchConfig, LaunchError
 from karakuri.policies.signing import (
     TrustError,
-    file_sha256,
     load_trusted,
     read_signature,
     verify_file,
@@ -53,6 +53,7 @@ class TrustDecision:
         signer: The signer's label from the ``.sig`` file.
         opt_out: ``allow_unsigned: true``, ``sil default`` or ''.
         warning: The line printed when an unverified file runs ('' when verified).
+        data: The file's bytes that were checked: load these, not the file again.
     """
 
     status: str
@@ -63,6 +64,7 @@ class TrustDecision:
     signer: str = ""
     opt_out: str = ""
     warning: str = ""
+    data: bytes = field(default=b"", repr=False, compare=False)
 
     def as_record(self) -> dict[str, Any]:
         """The audit log's ``policy`` fields."""
@@ -94,25 +96,32 @@ def check_trust(cfg: LaunchConfig) -> TrustDecision:
     except TrustError as e:
         raise LaunchError(f"{cfg.source}: trust.keys: {e}") from e
     try:
-        v = verify_file(cfg.policy, keys)
+        data = cfg.policy.read_bytes()
+    except OSError as e:
+        raise LaunchError(f"{cfg.source}: policy: {cfg.policy} cannot be read: {e}") from e
+    try:
+        v = verify_file(cfg.policy, keys, data)
     except TrustError as e:
         allowed, why = allows_unsigned(cfg)
         if e.reason in ("unsigned", "unknown signer") and allowed:
-            return _allowed_unverified(cfg, e, why)
+            return _allowed_unverified(cfg, e, why, data)
         hint = ("" if e.reason == "bad signature"
                 else f"; {cfg.link_kind} links refuse it unless allow_unsigned: true")
         raise PolicyTrustError(e.reason, f"{cfg.source}: policy refused ({e.reason}): {e}; "
                                          f"{_FIX[e.reason]}{hint}") from e
-    return TrustDecision("verified", v.path, v.sha256, v.key_id, v.key_source, v.signer)
+    return TrustDecision("verified", v.path, v.sha256, v.key_id, v.key_source, v.signer,
+                         data=data)
 
 
-def _allowed_unverified(cfg: LaunchConfig, e: TrustError, why: str) -> TrustDecision:
+def _allowed_unverified(cfg: LaunchConfig, e: TrustError, why: str,
+                        data: bytes) -> TrustDecision:
     sig = read_signature(cfg.policy) if e.reason == "unknown signer" else None
     warning = (f"WARNING: running an unverified policy file ({e.reason}): {e}. Allowed by "
                f"{why}; a serial or ROS 2 deploy without allow_unsigned refuses it. Recorded in "
                f"the audit log.")
-    return TrustDecision(e.reason, cfg.policy, file_sha256(cfg.policy),
-                         sig.key_id if sig else "", "", sig.signer if sig else "", why, warning)
+    return TrustDecision(e.reason, cfg.policy, hashlib.sha256(data).hexdigest(),
+                         sig.key_id if sig else "", "", sig.signer if sig else "", why, warning,
+                         data)
 
 
 def in_process(cfg: LaunchConfig) -> TrustDecision:

@@ -144,6 +144,8 @@ class OnnxPolicy:
         providers: Execution providers in order; None: TensorRT, CUDA, CPU as available.
         intra_op_threads: onnxruntime intra-op threads (1: run on the calling thread).
         warmup: Runs at start, so the first real tick is not the slow one.
+        data: The file's bytes when already read (deploy passes the bytes whose signature it
+            verified, so they are exactly what runs); default: read ``path``.
 
     Raises:
         PolicyError: unreadable file, missing or garbled metadata, or a mismatch with the
@@ -152,9 +154,9 @@ class OnnxPolicy:
 
     def __init__(self, path: str | Path, expected_spec: RobotSpec | None = None,
                  rate_hz: float | None = None, providers: Sequence[str] | None = None,
-                 intra_op_threads: int = 1, warmup: int = 10) -> None:
+                 intra_op_threads: int = 1, warmup: int = 10, data: bytes | None = None) -> None:
         self.path = Path(path)
-        data = _read(self.path)
+        data = _read(self.path) if data is None else data
         try:
             self._session = ort.InferenceSession(data, _session_options(intra_op_threads),
                                                  providers=_provider_list(providers))

@@ -292,12 +292,14 @@ def read_signature(policy: str | Path) -> Signature | None:
     return sig
 
 
-def verify_file(policy: str | Path, trusted: Sequence[PublicKey]) -> Verified:
+def verify_file(policy: str | Path, trusted: Sequence[PublicKey],
+                data: bytes | None = None) -> Verified:
     """Check that ``policy`` is unchanged since a trusted key signed it.
 
     Args:
         policy: The policy file; its signature is ``<policy>.sig``.
         trusted: The keys the operator trusts (a launch file's ``trust.keys``).
+        data: The file's bytes when already read (then these bytes are what is verified).
 
     Returns:
         What verified, with the file's sha256.
@@ -312,7 +314,7 @@ def verify_file(policy: str | Path, trusted: Sequence[PublicKey]) -> Verified:
     if sig is None:
         raise TrustError("unsigned", f"{policy} is unsigned (no {sig_path(policy).name} beside "
                                      f"it); sign it with 'karakuri sign {policy} --key KEY'")
-    data = policy.read_bytes()
+    data = policy.read_bytes() if data is None else data
     digest = hashlib.sha256(data).digest()
     if digest.hex() != sig.sha256 or len(data) != sig.size:
         raise TrustError("bad signature", f"{policy} has changed since it was signed (sha256 "

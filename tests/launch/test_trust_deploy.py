@@ -183,3 +183,24 @@ def test_trust_keys_resolve_against_the_launch_file_and_bad_values_are_named(tmp
     hold_policy(tmp_path / "policy.onnx")
     with pytest.raises(LaunchError, match=r"trust\.keys: public key .*org\.pub: cannot be read"):
         deploy(cfg, log=lambda s: None)
+
+
+def test_the_bytes_verified_are_the_bytes_that_run(tmp_path, monkeypatch):
+    """Deploy hands onnxruntime the bytes it verified; it does not read the file again."""
+    from karakuri.launch import deploy as deploy_mod
+    from karakuri.launch.trust import check_trust
+    from karakuri.policies.onnx_policy import OnnxPolicy
+
+    priv, _, _ = keys(tmp_path / "keys")
+    p = signed_policy(tmp_path, priv)
+    cfg = load_launch(launch_file(tmp_path, {"kind": "sil"}, trust={"keys": ["keys/org.pub"]}))
+    decision = check_trust(cfg)
+    assert decision.status == "verified" and decision.data == p.read_bytes()
+    loaded = OnnxPolicy(tmp_path / "elsewhere.onnx", data=decision.data)  # no file read
+    assert loaded.metadata.robot_name == "industrial_arm"
+    seen = []
+    real = deploy_mod.load_policy
+    monkeypatch.setattr(deploy_mod, "load_policy",
+                        lambda cfg, data=None: seen.append(data) or real(cfg, data))
+    deploy(cfg, log=lambda s: None)
+    assert seen == [p.read_bytes()]
