@@ -158,3 +158,19 @@ def test_mirror_equality_is_reported_as_coupled(tmp_path: Path) -> None:
     (adr, src, poly, _, _), = joint_couplings(m, spec)
     assert adr == m.jnt_qposadr[m.joint("finger2").id] and src == 2
     np.testing.assert_allclose(poly, [0, 1, 0, 0, 0])
+
+
+@pytest.mark.parametrize("arm", ["ur5e_urdf", "ur5e"])
+def test_sil_plant_simulates_the_sidecars_robot_and_holds_home(arm: str) -> None:
+    # `karakuri sil` and deploy's SIL link run this plant: a URDF gets its sidecar servos,
+    # tool site and gravity compensation there too
+    from karakuri.firmware_bridge.mujoco_plant import MujocoPlant
+
+    spec = load_robot(ARMS[arm])
+    plant = MujocoPlant(spec)
+    np.testing.assert_allclose(plant.kp, spec.kp)
+    zero = np.zeros(spec.n_joints)
+    for _ in range(500):  # 1 s holding home
+        plant.step(spec.default_pose, zero, zero)
+    q, _, _ = plant.sample()
+    np.testing.assert_allclose(q, spec.default_pose, atol=2e-3)
