@@ -1,4 +1,5 @@
-"""Hypothesis fuzzing of the codec: only CodecError escapes, no wrong CRC is ever accepted."""
+"""Hypothesis fuzzing of the codec (only CodecError escapes, no wrong CRC is ever accepted) and
+of the MCU core behind it (any stream: no exception, the reference stays in its limits)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from karakuri.firmware_bridge.codec import (
     crc32,
 )
 from karakuri.firmware_bridge.link import CommandMode
+from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits
 from karakuri.firmware_bridge.protocol import (
     Ack,
     Arm,
@@ -146,3 +148,24 @@ def test_frames_survive_garbage_between_them(msgs, garbage, data):
     for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         got += dec.feed(stream[a:b])
     assert [f.msg for f in got] == msgs
+
+
+@settings(FAST, max_examples=100)
+@given(st.lists(messages() | st.binary(max_size=80), min_size=1, max_size=12), st.data())
+def test_mcu_core_takes_any_stream_without_raising_or_leaving_its_limits(items, data):
+    """Random frames (any field, NaN and infinities included) and garbage into an armed MCU."""
+    n = 3
+    lim = McuLimits(1, -np.ones(n), np.ones(n), np.full(n, 2.0), np.full(n, 5.0), np.full(n, 10.0))
+    core = McuCore(lim, 0.002, 0.02)
+    z = np.zeros(n)
+    core.reset(z)
+    core.receive(encode_frame(Hello(20000), 1, 0) + encode_frame(Arm(1), 2, 0), 0.0, z, z)
+    t = 0.0
+    for i, item in enumerate(items):
+        raw = item if isinstance(item, bytes) else encode_frame(item, data.draw(u16), i)
+        core.receive(raw, t, z, z)
+        for _ in range(data.draw(st.integers(0, 5))):
+            t += 0.002
+            core.tick(t, z, z, z)
+            assert np.all(np.abs(core.q_ref) <= 1.0) and np.all(np.abs(core.v_ref) <= 2.0)
+            assert np.all(np.abs(core.tau_ff) <= 5.0)
