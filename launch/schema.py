@@ -221,7 +221,8 @@ class LaunchConfig:
 
     Attributes:
         robot: A registered robot name (``industrial_arm``) or a sidecar ``.yaml`` path. On a
-            box without MuJoCo the spec is read from the policy file and must match this name.
+            box without MuJoCo only its sidecar is read (the MCU's CAPS gives the rest); its
+            limits bound the policy file's, which must name the same robot.
         policy: Path of the exported ``policy.onnx``.
         link: How to reach the robot; ``kind`` is ``serial`` (the keys of
             :class:`~karakuri.firmware_bridge.serial_link.SerialLinkConfig`), ``sil``

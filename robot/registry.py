@@ -1,7 +1,8 @@
 """The robots Karakuri ships, by name, and :func:`load_robot` for names or sidecar paths.
 
-Reading a spec from its files needs MuJoCo (to compile the model).  The edge runtime never
-calls this: it takes the spec from the policy file's metadata instead.
+Reading a spec from its files needs MuJoCo (to compile the model).  The edge runtime reads
+the sidecar alone where MuJoCo is absent (:func:`karakuri.robot.envelope.load_description`);
+a policy file's own spec is never a source of limits.
 """
 
 from __future__ import annotations
