@@ -150,7 +150,7 @@ def test_frames_survive_garbage_between_them(msgs, garbage, data):
     assert [f.msg for f in got] == msgs
 
 
-@settings(FAST, max_examples=100)
+@settings(FAST, max_examples=50)
 @given(st.lists(messages() | st.binary(max_size=80), min_size=1, max_size=12), st.data())
 def test_mcu_core_takes_any_stream_without_raising_or_leaving_its_limits(items, data):
     """Random frames (any field, NaN and infinities included) and garbage into an armed MCU."""
