@@ -53,33 +53,6 @@ BAD_VALUE = 2 << 24
 the joint index of the first non-finite value (arrays in wire order)."""
 
 
-def describe_fault(code: int, detail: int) -> str:
-    """A FAULT's meaning in words, e.g. for the host's stop message.
-
-    Args:
-        code: FAULT ``code`` (unknown codes are described by number).
-        detail: FAULT ``detail``, decoded as ``docs/wire-protocol.md`` §3 says for ``code``.
-    """
-    if code == FaultCode.WATCHDOG:
-        none = detail & WATCHDOG_NO_COMMAND
-        since = "the ARM, no COMMAND applied" if none else "the last COMMAND"
-        return (f"no valid COMMAND for {(detail & ~WATCHDOG_NO_COMMAND) / 1e3:.1f} ms since "
-                f"{since}; the MCU stopped and holds")
-    if code == FaultCode.ESTOP:
-        return "e-stop latched; the MCU stopped and holds"
-    if code == FaultCode.BAD_COMMAND:
-        kind, low = detail >> 24, detail & 0xFFFFFF
-        if kind == BAD_JOINT_COUNT >> 24:
-            return f"COMMAND rejected: it carried {low & 0xFF} joints"
-        if kind == BAD_VALUE >> 24:
-            array = {0: "q_target", 1: "velocity", 2: "effort"}.get(low >> 16, f"array {low >> 16}")
-            return f"COMMAND rejected: non-finite {array} of joint {low & 0xFFFF}"
-        return f"COMMAND rejected (detail 0x{detail:08x})"
-    if code == FaultCode.POSITION_LIMIT:
-        return f"joint {detail} measured outside its limits; the MCU stopped and holds"
-    return f"code {code}, detail 0x{detail:08x}"
-
-
 class AckResult(enum.IntEnum):
     """ACK result codes."""
 
