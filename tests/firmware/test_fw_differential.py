@@ -195,3 +195,27 @@ def test_watchdog_trip_and_stop_agree_to_the_microsecond(harness_bin) -> None:
                 trip = t_us
         assert trip == 30_000  # 3 x the 10 ms command period
         assert h.dump()["mode"] == "faulted" and core.mode.value == "faulted"
+
+
+def test_overlong_runs_and_split_frames_agree(harness_bin) -> None:
+    """Byte runs past MAX_ENCODED, empty frames and one-byte reads: same counts and answers."""
+    core = McuCore(LIMITS, SERVO_US * 1e-6, STATE_US * 1e-6)
+    core.reset(Q0)
+    q, dq = Q0.astype(np.float32), np.zeros(N, np.float32)
+    hello = encode_frame(Hello(20000, 0), 1, 0)
+    streams = [b"\x01" * 1029 + b"\x00" + hello,          # exactly MAX_ENCODED: decoded, bad
+               b"\x01" * 1030 + hello,                    # one over, then resync at its 0x00
+               b"\x02" * 3000 + b"\x00\x00\x00" + hello,  # long run, empty frames
+               encode_frame(Heartbeat(), 2, 0) * 3]
+    with Harness(harness_bin) as h:
+        h.init(SERVO_US, STATE_US, LIMITS.joint_hash, LIMITS.lower, LIMITS.upper,
+               LIMITS.velocity_limit, LIMITS.effort_limit, LIMITS.stop_decel, Q0)
+        for data in streams:
+            want = core.receive(data, 0.0, q.astype(float), dq.astype(float))
+            assert h.receive(data, 0, q, dq) == want
+        one_by_one = encode_frame(Arm(1), 3, 0) + b"\x05\x00"
+        for b in one_by_one:
+            want = core.receive(bytes([b]), 0.0, q.astype(float), dq.astype(float))
+            assert h.receive(bytes([b]), 0, q, dq) == want
+        _compare(h, core, "after the streams")
+        assert core.counters.length_errors >= 3
