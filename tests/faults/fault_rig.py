@@ -1,6 +1,7 @@
 """The fault-injection rig: a virtual MCU, the fault proxy, a real ``karakuri deploy`` between.
 
-``Rig`` starts a :class:`VirtualMCU` (the plant) and a :class:`FaultProxy` in front of it, and
+``Rig`` starts ``karakuri sil`` (the plant, its own process) and a :class:`FaultProxy` in front
+of it (a thread of the test), and
 runs ``karakuri deploy`` on a launch file whose serial link points at the proxy's host-side
 pty, as a subprocess.  A scenario watches the proxy's clean view of the MCU's STATE stream and
 fires faults when the arm moves.  The assertions are made on that view: what the plant really did.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +28,6 @@ from onnx import TensorProto, helper
 from karakuri.firmware_bridge.fault_proxy import DirectionFaults, FaultProxy
 from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.protocol import Command, State
-from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
 from karakuri.launch.schema import LaunchConfig
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.robot.registry import load_robot
@@ -117,6 +118,19 @@ def _check_alive(proc: subprocess.Popen | None, what: str) -> None:
         raise OverloadedError(f"the deploy ended (exit {proc.returncode}) before {what}")
 
 
+LOAD_STOP = re.compile(r"stale STATE|no fresh state|WATCHDOG")
+"""Stops a deploy makes by itself when this shared machine starves it (its own late COMMANDs
+trip the MCU watchdog, or late STATEs turn stale): in a scenario about another fault they mean
+"run it again", and :func:`retrying` does, at most three times, listing each."""
+
+
+def check_not_starved(out: str) -> None:
+    """Raise :class:`OverloadedError` when the deploy stopped for its own lateness (LOAD_STOP)."""
+    why = stopped_by(out)
+    if LOAD_STOP.search(why):
+        raise OverloadedError(f"the deploy stopped for its own lateness: {why[:200]}")
+
+
 def retrying(scenario: Callable[[], T], attempts: int = 3) -> T:
     """Run ``scenario`` until it gets to inject its fault (the machine is shared and loaded)."""
     reasons = []
@@ -129,12 +143,31 @@ def retrying(scenario: Callable[[], T], attempts: int = 3) -> T:
                          f"overloaded?): {reasons}")
 
 
+def exit_code(kind: str) -> int:
+    """``karakuri deploy``'s documented exit code for a stop of ``kind`` (loop_stats.EXIT_CODES).
+
+    Before the per-cause codes existed every fault was 1 and a start failure 2.
+    """
+    from karakuri.robot import loop_stats
+
+    codes = getattr(loop_stats, "EXIT_CODES", None)
+    if codes is None:
+        return {"ok": 0, "cannot_start": 2}.get(kind, 1)
+    return codes[kind]
+
+
 def stopped_by(out: str) -> str:
     """The ``stopped by:`` text of a deploy's summary ('' when it printed none)."""
     for line in out.splitlines():
         if "stopped by:" in line:
             return line.split("stopped by:", 1)[1].strip()
     return ""
+
+
+def why_it_stopped(out: str) -> str:
+    """The summary's ``stopped by:`` text, or the one-line error of a deploy that never ran."""
+    return stopped_by(out) or next((line for line in out.splitlines()
+                                    if line.startswith("karakuri deploy:")), "")
 
 
 @dataclasses.dataclass
@@ -157,20 +190,36 @@ class Rig:
     def __init__(self, to_mcu: DirectionFaults | None = None,
                  to_host: DirectionFaults | None = None, seed: int = 0) -> None:
         self.spec: RobotSpec = SPEC
-        self.mcu = VirtualMCU(SPEC, VirtualMCUConfig(state_rate_hz=200.0))
         self._faults = (to_mcu, to_host, seed)
+        self.mcu: subprocess.Popen | None = None
         self.proxy: FaultProxy | None = None
 
     def __enter__(self) -> Rig:
-        self.mcu.start()
+        # The MCU runs as its own process (``karakuri sil``), as it would on its own chip: on
+        # this shared two-core machine a plant thread inside pytest is starved by the rest.
+        self.mcu = subprocess.Popen(
+            [sys.executable, "-m", "karakuri.launch.cli", "sil", "--robot", SPEC.name,
+             "--state-rate-hz", "200"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, cwd=Path(__file__).parent, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        first = self.mcu.stdout.readline()
+        if not first.startswith("port: "):
+            self.mcu.kill()
+            raise AssertionError(f"karakuri sil did not start: {first}{self.mcu.stdout.read()}")
         to_mcu, to_host, seed = self._faults
-        self.proxy = FaultProxy(self.mcu.port, to_mcu, to_host, seed=seed)
+        self.proxy = FaultProxy(first.split("port: ", 1)[1].strip(), to_mcu, to_host, seed=seed)
         self.proxy.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.proxy.close()
-        self.mcu.stop()
+        if self.proxy is not None:
+            self.proxy.close()
+        if self.mcu is not None:
+            self.mcu.terminate()
+            try:
+                self.mcu.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.mcu.kill()
+                self.mcu.wait(timeout=10)
 
     @property
     def port(self) -> str:
@@ -179,12 +228,22 @@ class Rig:
 
     # ------------------------------------------------------------------ running a deploy
     def deploy(self, launch: Path, scenario: Callable[[Rig, subprocess.Popen], None] | None = None,
-               timeout_s: float = 60.0) -> DeployRun:
-        """``karakuri deploy LAUNCH`` as a subprocess; ``scenario(rig, proc)`` runs meanwhile."""
+               timeout_s: float = 60.0, timing_fault: bool = False) -> DeployRun:
+        """``karakuri deploy LAUNCH`` as a subprocess; ``scenario(rig, proc)`` runs meanwhile.
+
+        Args:
+            launch: The launch file.
+            scenario: Injects the fault, typically once the arm moves.
+            timeout_s: Longest the deploy may take after the scenario, s.
+            timing_fault: The scenario is about timing (a cut, latency): a stale or watchdog
+                stop is its outcome, not the machine's load (see :func:`check_not_starved`).
+        """
         with self.running(launch) as proc:
             if scenario is not None:
                 scenario(self, proc)
             out = proc.communicate(timeout=timeout_s)[0]
+        if not timing_fault:
+            check_not_starved(out)
         return DeployRun(proc.returncode, out)
 
     def spawn(self, launch: Path) -> subprocess.Popen:
@@ -232,7 +291,7 @@ class Rig:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             _check_alive(proc, f"the arm moved faster than {speed} rad/s")
-            states = self.proxy.frames("to_host")[-5:]
+            states = self.proxy.latest("to_host", 5)
             for _, f in reversed(states):
                 if isinstance(f.msg, State) and np.abs(f.msg.dq).max() > speed:
                     return f.msg

@@ -18,7 +18,16 @@ import pytest
 
 pytest.importorskip("mujoco")
 
-from fault_rig import FAR, Rig, launch_file, policy_file, retrying, stopped_by
+from fault_rig import (
+    FAR,
+    Rig,
+    check_not_starved,
+    exit_code,
+    launch_file,
+    policy_file,
+    retrying,
+    stopped_by,
+)
 from mcap.reader import make_reader
 
 from karakuri.firmware_bridge.link import CommandMode
@@ -44,12 +53,13 @@ def test_a_stop_signal_ends_in_a_final_hold_a_summary_and_a_closed_mcap(tmp_path
                 t_sig = time.monotonic()
                 proc.send_signal(signum)
                 out = proc.communicate(timeout=20)[0]
+            check_not_starved(out)
             rig.assert_inside_envelope()
             return rig, proc.returncode, out, t_sig
 
     rig, rc, out, t_sig = retrying(once)
     name = signal.Signals(signum).name
-    assert rc == 0, out
+    assert rc == exit_code("ok"), out
     assert stopped_by(out) == f"{'terminated' if name == 'SIGTERM' else 'hung up'} ({name})", out
     assert "ticks at 50 Hz" in out  # the summary
     # The final command is a HOLD at the measured pose (the arm was moving; it now holds).
