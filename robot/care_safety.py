@@ -17,7 +17,7 @@ The tool position is the numpy forward kinematics of the robot's chain
 (:mod:`karakuri.robot.kinematics`), so the stage runs on the edge install (no MuJoCo).
 Interventions are counted in the filter's ``interventions`` (``ssm_scale``, ``ssm_hold``,
 ``person_stale``, ``force_stop``) and each tick's separation, allowed speed and force estimate
-go to ``record("/care", ...)`` when a recorder is bound.
+go to the telemetry's ``/safety`` channel (``care_*`` fields) when a recorder is bound.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class CareSafety:
         self.lower, self.upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
         self.person, self.state = person, state
         self.record: Callable[[str, dict[str, Any]], None] | None = None
+        self.log: Callable[[str], None] | None = None
         self.limiter = ForceLimiter(config.force) if config.force is not None else None
         self.arm = np.array(chain.joint_indices, dtype=np.int64)
         self.events: list[tuple[float, str]] = []
@@ -128,11 +129,13 @@ class CareSafety:
 
     def bind(self, person: PersonSource | None = None,
              state: Callable[[], StateLike | None] | None = None,
-             record: Callable[[str, dict[str, Any]], None] | None = None) -> None:
-        """Attach the person source, the state reader and a telemetry recorder once they exist."""
+             record: Callable[[str, dict[str, Any]], None] | None = None,
+             log: Callable[[str], None] | None = None) -> None:
+        """Attach the person source, state reader, telemetry recorder and log once they exist."""
         self.person = person if person is not None else self.person
         self.state = state if state is not None else self.state
         self.record = record if record is not None else self.record
+        self.log = log if log is not None else self.log
 
     # ------------------------------------------------------------------ the stage
     def apply(self, q: np.ndarray, q_prev: np.ndarray,
@@ -148,10 +151,11 @@ class CareSafety:
         elif self.config.separation is not None:
             q = self._separate(q, q_prev, q_meas, interventions)
         if self.record is not None:
-            self.record("/care", {"separation_m": self.separation_m,
-                                  "allowed_speed_mps": self.allowed_mps,
-                                  "force_n": self.force_n,
-                                  "force_stop": int(self.stopped)})
+            self.record("/safety", {k: (v if np.isfinite(v) else None) for k, v in (
+                ("care_separation_m", self.separation_m),
+                ("care_allowed_speed_mps", self.allowed_mps),
+                ("care_force_n", self.force_n),
+                ("care_force_stop", float(self.stopped)))})
         return q
 
     def _separate(self, q: np.ndarray, q_prev: np.ndarray, q_meas: np.ndarray,
@@ -160,15 +164,16 @@ class CareSafety:
         assert sep is not None  # checked by the caller
         got = self.person.read() if self.person is not None else None
         now = self.clock()
+        p_prev = self.chain(q_prev)
         if got is None or not np.all(np.isfinite(got[0])) or now - got[1] > sep.max_age_s:
             interventions["person_stale"] += 1
             self.separation_m = 0.0  # unknown: the person is at the tool
         else:
             p = np.asarray(got[0], np.float64)
             self.separation_m = float(min(np.linalg.norm(self.chain(q_meas) - p),
-                                          np.linalg.norm(self.chain(q_prev) - p)))
+                                          np.linalg.norm(p_prev - p)))
         self.allowed_mps = allowed_speed(self.separation_m, sep, self.dt)
-        out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * self.dt)
+        out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * self.dt, p_prev=p_prev)
         if s < 1.0:
             moving = bool(np.any(np.abs(q - q_prev) > 1e-12))
             if moving:
@@ -194,3 +199,6 @@ class CareSafety:
             hold[a] = q[a]
             self._hold = np.clip(hold, self.lower, self.upper)
             self.events.append((state.stamp, f"protective stop (category 2): {reason}"))
+            if self.log is not None:
+                self.log(f"care: {self.events[-1][1]}; holding"
+                         + (f"; FAULT: {self.fault}" if self.fault else ""))

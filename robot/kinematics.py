@@ -16,6 +16,7 @@ file's metadata carries it to the edge box.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,9 @@ class KinematicChain:
                           / np.linalg.norm(j.axis), np.asarray(j.anchor, np.float64), j.ref)
                          for j in b.joints] for b in bodies]
         self.joint_indices = tuple(seen)
+        self._fixed_f = [(tuple(p.tolist()), tuple(r.ravel().tolist())) for p, r in self._fixed]
+        self._joints_f = [[(i, h, tuple(a.tolist()), tuple(c.tolist()), r) for i, h, a, c, r in b]
+                          for b in self._joints]
         self.damping, self.armature, self.frictionloss = (np.zeros(n_joints) for _ in range(3))
         for j in (j for b in bodies for j in b.joints):
             self.damping[j.index], self.armature[j.index] = j.damping, j.armature
@@ -133,24 +137,34 @@ class KinematicChain:
     # ----------------------------------------------------------------------- evaluation
     def _walk(self, q: np.ndarray, joints_out: list | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
-        pos, mat = np.zeros(3), np.eye(3)
-        for (bpos, bmat), joints in zip(self._fixed, self._joints, strict=True):
-            pos = pos + mat @ bpos
-            mat = mat @ bmat
+        """Compose the frames as ``mj_kinematics`` does, in plain floats.
+
+        Numpy's per-call overhead on 3-vectors made this several times slower; the care stage
+        evaluates it a few times per tick.
+        """
+        px = py = pz = 0.0
+        m = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+        for (bpos, bmat), joints in zip(self._fixed_f, self._joints_f, strict=True):
+            px, py, pz = _add(px, py, pz, _mv(m, bpos))
+            m = _mm(m, bmat)
             for index, hinge, axis, anchor, ref in joints:
                 value = float(q[index]) - ref
                 if hinge:
-                    x_anchor = pos + mat @ anchor
+                    ax, ay, az = _add(px, py, pz, _mv(m, anchor))
                     if joints_out is not None:
-                        joints_out.append((index, True, mat @ axis, x_anchor))
-                    mat = mat @ axis_angle_to_mat(axis, value)
-                    pos = x_anchor - mat @ anchor
+                        joints_out.append((index, True, np.array(_mv(m, axis)),
+                                           np.array((ax, ay, az))))
+                    m = _mm(m, _rot(axis, value))
+                    rx, ry, rz = _mv(m, anchor)
+                    px, py, pz = ax - rx, ay - ry, az - rz
                 else:
-                    x_axis = mat @ axis
+                    x_axis = _mv(m, axis)
                     if joints_out is not None:
-                        joints_out.append((index, False, x_axis, pos + mat @ anchor))
-                    pos = pos + x_axis * value
-        return pos, mat
+                        joints_out.append((index, False, np.array(x_axis),
+                                           np.array(_add(px, py, pz, _mv(m, anchor)))))
+                    px, py, pz = (px + x_axis[0] * value, py + x_axis[1] * value,
+                                  pz + x_axis[2] * value)
+        return np.array((px, py, pz)), np.array(m).reshape(3, 3)
 
     def _check(self, q: np.ndarray) -> np.ndarray:
         q = np.asarray(q, np.float64)
@@ -222,6 +236,36 @@ class KinematicChain:
             raise KinematicsError(f"kinematics: missing key {e.args[0]!r}") from e
         except (TypeError, ValueError) as e:
             raise KinematicsError(f"kinematics: malformed chain: {e}") from e
+
+
+Vec3 = tuple[float, float, float]
+Mat3 = tuple[float, ...]  # row-major 3x3
+
+
+def _mv(m: Mat3, v: Vec3) -> Vec3:
+    return (m[0] * v[0] + m[1] * v[1] + m[2] * v[2], m[3] * v[0] + m[4] * v[1] + m[5] * v[2],
+            m[6] * v[0] + m[7] * v[1] + m[8] * v[2])
+
+
+def _add(x: float, y: float, z: float, v: Vec3) -> Vec3:
+    return x + v[0], y + v[1], z + v[2]
+
+
+def _mm(a: Mat3, b: Mat3) -> Mat3:
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = a
+    b0, b1, b2, b3, b4, b5, b6, b7, b8 = b
+    return (a0 * b0 + a1 * b3 + a2 * b6, a0 * b1 + a1 * b4 + a2 * b7, a0 * b2 + a1 * b5 + a2 * b8,
+            a3 * b0 + a4 * b3 + a5 * b6, a3 * b1 + a4 * b4 + a5 * b7, a3 * b2 + a4 * b5 + a5 * b8,
+            a6 * b0 + a7 * b3 + a8 * b6, a6 * b1 + a7 * b4 + a8 * b7, a6 * b2 + a7 * b5 + a8 * b8)
+
+
+def _rot(axis: Vec3, angle: float) -> Mat3:
+    x, y, z = axis
+    c, s = math.cos(angle), math.sin(angle)
+    t = 1.0 - c
+    return (t * x * x + c, t * x * y - s * z, t * x * z + s * y,
+            t * x * y + s * z, t * y * y + c, t * y * z - s * x,
+            t * x * z - s * y, t * y * z + s * x, t * z * z + c)
 
 
 def _vec(v: Any, n: int) -> tuple[float, ...]:

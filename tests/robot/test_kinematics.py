@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from karakuri.robot.kinematics import KinematicChain, KinematicsError, chain_from_model
-from karakuri.robot.loader import load_model
+from karakuri.robot.loader import load_model, spec_from_files
 from karakuri.robot.registry import load_robot
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 DESCRIPTIONS = Path(__file__).resolve().parents[2] / "robot" / "descriptions"
-SHIPPED = sorted(p.name for p in DESCRIPTIONS.iterdir() if (p / f"{p.name}.yaml").exists())
+#: Every sidecar we ship: our arms, and the third-party MJCFs and URDF (with a tool_frame).
+SHIPPED = sorted(str(p.relative_to(DESCRIPTIONS)) for p in DESCRIPTIONS.rglob("*.yaml"))
 
 # A 4-joint URDF with rotated joint frames (rpy), a tilted axis, a prismatic joint and an offset.
 URDF = """<?xml version="1.0"?>
@@ -65,7 +66,7 @@ def _compare(model: mujoco.MjModel, chain: KinematicChain, joints: list[str], lo
 
 @pytest.mark.parametrize("robot", SHIPPED)
 def test_numpy_fk_matches_mujoco_on_random_poses(robot: str) -> None:
-    spec = load_robot(robot)
+    spec = spec_from_files(DESCRIPTIONS / robot)
     assert spec.kinematics is not None, f"{robot}: the loader built no chain"
     model = load_model(spec.model_path)
     err = _compare(model, spec.kinematics, list(spec.joint_names), spec.lower, spec.upper,
@@ -75,7 +76,7 @@ def test_numpy_fk_matches_mujoco_on_random_poses(robot: str) -> None:
 
 @pytest.mark.parametrize("robot", SHIPPED)
 def test_jacobian_matches_mujoco(robot: str) -> None:
-    spec = load_robot(robot)
+    spec = spec_from_files(DESCRIPTIONS / robot)
     model = load_model(spec.model_path)
     data = mujoco.MjData(model)
     adr = [int(model.joint(j).qposadr[0]) for j in spec.joint_names]
