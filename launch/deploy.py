@@ -406,6 +406,12 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
             bounds = StateBounds.from_limits(spec.joint_names, spec.lower, spec.upper,
                                              spec.velocity_limit)
             safety = build_safety(cfg, spec, rate)
+            from karakuri.launch.care import attach_care  # speed, separation, force (care:)
+
+            try:
+                attach_care(cfg, spec, rate, safety, policy, the_link, plant, telemetry, log)
+            except ValueError as e:
+                raise LaunchError(str(e)) from e
             log(f"envelope: {' ∩ '.join(envelope.sources)} ∩ launch safety overrides; the "
                 f"policy file's limits and rate checked against it")
             commands = cfg.command.source() if cfg.command else None

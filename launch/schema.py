@@ -26,6 +26,7 @@ from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.firmware.qemu import QemuLinkConfig
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.firmware_bridge.serial_link import SerialLinkConfig
+from karakuri.launch.care import CareSection
 from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets, PlantSignal
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
@@ -250,6 +251,8 @@ class LaunchConfig:
         audit_log: The audit log file; default ``$KARAKURI_AUDIT_LOG``, else
             ``/var/lib/karakuri/audit.jsonl`` where writable, else
             ``~/.local/state/karakuri/audit.jsonl``.
+        care: Speed-and-separation monitoring and force limiting (:mod:`karakuri.launch.care`);
+            required for policies of a task next to a person (handover); off when absent.
         source: The launch file (set by :func:`load_launch`, not a YAML key).
     """
 
@@ -270,6 +273,7 @@ class LaunchConfig:
     allow_unsigned: bool | None = None
     operator: str = ""
     audit_log: Path | None = None
+    care: CareSection | None = None
     source: Path = field(default=Path("<memory>"), metadata={"yaml": False})
 
     def __post_init__(self) -> None:
