@@ -6,8 +6,10 @@ gives them (``tasks: {reach: {...}}``), reach derives its settings from the robo
 * **targets** are tool positions the arm reaches from joint poses within ``workspace_radius``
   rad of home (each arm joint, inside its limits), so every target is reachable and near home;
 * **action scale** per joint: a full action drives the joint at ``SPEED_FRACTION`` of its
-  velocity limit once the servo settles (a delta target ``s`` on a servo of stiffness kp and
-  damping kd + joint damping b moves the joint at kp·s / (kd + b));
+  velocity limit once the servo settles, but never slower than ``MIN_SPEED`` (nor faster than
+  half its limit): a slow arm must still cross its workspace in an episode (a delta target
+  ``s`` on a servo of stiffness kp and damping kd + joint damping b moves the joint at
+  kp·s / (kd + b));
 * **episode length**: time to cross the workspace radius at that speed, with margin to
   settle, never under 1.5 s.
 
@@ -24,9 +26,16 @@ import numpy as np
 from karakuri.robot.spec import RobotSpec
 
 SPEED_FRACTION = 1.0 / 6.0  # full action -> this fraction of the joint's velocity limit
+MIN_SPEED = 0.4  # rad/s: but at least this (at most half the limit)
 MIN_EPISODE_S = 1.5
 EPISODE_MARGIN = 1.5  # episode = margin x (workspace radius / joint speed)
 SCALE_RANGE = (0.002, 0.2)  # rad per unit action, clipped
+
+
+def _speed(robot: RobotSpec) -> np.ndarray:
+    """Joint speed under a full action, rad/s. Shape: (n_arm,)."""
+    v = robot.velocity_limit[: robot.n_arm]
+    return np.minimum(np.maximum(SPEED_FRACTION * v, MIN_SPEED), 0.5 * v)
 
 
 def derived_action_scale(robot: RobotSpec) -> tuple[float, ...]:
@@ -34,14 +43,14 @@ def derived_action_scale(robot: RobotSpec) -> tuple[float, ...]:
     n = robot.n_arm
     damping = np.asarray(robot.extra.get("joint_damping", np.zeros(robot.n_joints)))[:n]
     kd = robot.kd[:n] + damping
-    speed = SPEED_FRACTION * robot.velocity_limit[:n]
+    speed = _speed(robot)
     scale = np.clip(speed * kd / np.maximum(robot.kp[:n], 1e-9), *SCALE_RANGE)
     return tuple(float(round(s, 5)) for s in scale)
 
 
 def derived_episode_s(robot: RobotSpec, radius: float, ctrl_dt: float) -> float:
     """Episode length, s: cross ``radius`` rad on the slowest arm joint, with margin."""
-    slowest = float(np.min(SPEED_FRACTION * robot.velocity_limit[: robot.n_arm]))
+    slowest = float(np.min(_speed(robot)))
     t = max(MIN_EPISODE_S, EPISODE_MARGIN * radius / slowest)
     return round(t / ctrl_dt) * ctrl_dt
 

@@ -27,10 +27,11 @@ def test_industrial_arm_keeps_the_shipped_reach_settings() -> None:
 def test_derived_settings_follow_servos_and_velocity_limits(tmp_path: Path) -> None:
     spec = load_robot(write_arm(tmp_path, velocity_limit=[2.0, 0.5]))
     cfg = reach_config(spec)
-    # kp 400, kd 40 + joint damping 1: a full action moves each joint at 1/6 of its limit
-    np.testing.assert_allclose(cfg.action_scale, np.array([2.0, 0.5]) / 6 * 41 / 400, rtol=1e-3)
-    # crossing 0.4 rad at 0.5/6 rad/s with margin 1.5 takes 7.2 s
-    assert cfg.targets == "workspace" and cfg.episode_s == pytest.approx(7.2)
+    # kp 400, kd 40 + joint damping 1: a full action moves a joint at 1/6 of its limit, but
+    # at least 0.4 rad/s and at most half the limit: 0.4 and 0.25 rad/s here
+    np.testing.assert_allclose(cfg.action_scale, np.array([0.4, 0.25]) * 41 / 400, rtol=1e-3)
+    # crossing 0.4 rad at 0.25 rad/s with margin 1.5 takes 2.4 s
+    assert cfg.targets == "workspace" and cfg.episode_s == pytest.approx(2.4)
 
 
 def test_workspace_targets_are_reachable_tool_positions(tmp_path: Path) -> None:
