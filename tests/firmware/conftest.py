@@ -10,9 +10,9 @@ from fw_harness import Harness, make
 
 
 @pytest.fixture(scope="session")
-def harness_bin() -> Path:
+def harness_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The C core's harness, built with ASan and UBSan (skips without a C compiler)."""
-    return make("host", "cc")
+    return make("host", tmp_path_factory.mktemp("fw-build"), "cc")
 
 
 @pytest.fixture()
@@ -23,6 +23,7 @@ def harness(harness_bin: Path) -> Iterator[Harness]:
 
 
 @pytest.fixture(scope="session")
-def firmware_elf() -> Path:
+def firmware_elf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The firmware for QEMU mps2-an386 (skips without the ARM toolchain or QEMU)."""
-    return make("qemu", "arm-none-eabi-gcc", "qemu-system-arm")
+    return make("qemu", tmp_path_factory.mktemp("fw-build"), "arm-none-eabi-gcc",
+                "qemu-system-arm")

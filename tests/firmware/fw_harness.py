@@ -23,19 +23,19 @@ COUNTERS = ("frames_rx", "frames_tx", "crc_errors", "length_errors", "other_erro
 MODES = ("disarmed", "armed", "stopping", "faulted")
 
 
-def make(target: str, *tools: str) -> Path:
-    """Build ``make -C firmware_bridge/firmware TARGET``; skip the test when a tool is missing."""
+def make(target: str, build: Path, *tools: str) -> Path:
+    """Build ``make -C firmware_bridge/firmware TARGET`` into ``build``; skip the test when a
+    tool is missing (a build folder per test session: concurrent sessions never share one)."""
     missing = [t for t in ("make", *tools) if shutil.which(t) is None]
     if missing:
         pytest.skip(f"firmware tests need {', '.join(missing)}: run 'make sysdeps' (Debian "
                     f"packages gcc, make, gcc-arm-none-eabi, libnewlib-arm-none-eabi, "
                     f"qemu-system-arm)")
-    res = subprocess.run(["make", "-s", "-C", str(FIRMWARE), target], capture_output=True,
-                         text=True)
+    res = subprocess.run(["make", "-s", "-C", str(FIRMWARE), target, f"BUILD={build}"],
+                         capture_output=True, text=True)
     if res.returncode != 0:
         raise AssertionError(f"make {target} failed:\n{res.stdout}\n{res.stderr}")
-    return FIRMWARE / "build" / ("host/kk_harness" if target == "host" else
-                                 "qemu/karakuri_fw.elf")
+    return build / ("host/kk_harness" if target == "host" else "qemu/karakuri_fw.elf")
 
 
 def f32hex(values: Sequence[float] | np.ndarray) -> str:
