@@ -3,8 +3,8 @@
 It opens a new pty for the host and relays bytes to and from the MCU's port (the pty that
 ``karakuri sil`` prints, or a real device), with seeded faults per direction
 (:mod:`karakuri.firmware_bridge.fault_proxy`).  The first line it prints is ``port: PATH``:
-point the host (a launch file's ``link: {kind: serial, port: PATH}``) there.  Ctrl-C or
-SIGTERM stops it and prints what each fault did.
+point the host (a launch file's ``link: {kind: serial, port: PATH}``) there.  Ctrl-C, SIGTERM
+or SIGHUP stops it and prints what each fault did.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def parse_inject(text: str) -> tuple[float, str, bytes | Message]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code 0 after Ctrl-C, SIGTERM or the duration; 2 on a bad setting or port."""
+    """Exit code 0 after Ctrl-C, SIGTERM, SIGHUP or the duration; 2 on a bad setting or port."""
     try:
         faults = {d: DirectionFaults(**{f.name: getattr(args, f"{d}__{f.name}")
                                         for f in dataclasses.fields(DirectionFaults)})
@@ -86,6 +86,12 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"karakuri proxy: {e}", file=sys.stderr)
         return 2
+
+    def on_term(signum: int, frame: Any) -> None:
+        proxy.request_stop()
+
+    # Before 'port:' is printed: whoever starts us and reads it may signal at once.
+    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
     print(f"port: {port}", flush=True)
     print(f"fault proxy: {args.mcu} <-> {port}; to_mcu {faults['to_mcu']}, to_host "
           f"{faults['to_host']}; Ctrl-C to stop", flush=True)
@@ -97,10 +103,6 @@ def run(args: argparse.Namespace) -> int:
                 return
             proxy.inject(direction, what)  # type: ignore[arg-type]
 
-    def on_term(signum: int, frame: Any) -> None:
-        proxy.request_stop()
-
-    old = signal.signal(signal.SIGTERM, on_term)
     threading.Thread(target=script, name="proxy-script", daemon=True).start()
     try:
         proxy.run(args.duration_s)
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         done.set()
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         proxy.close()
     counts = {k: v for k, v in proxy.counters().items() if v}
     print(f"proxy stopped; counters: {counts}", flush=True)

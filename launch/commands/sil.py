@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Exit code 0 after Ctrl-C, SIGTERM or the duration; 2 when the MCU cannot start."""
+    """Exit code 0 after Ctrl-C, SIGTERM, SIGHUP or the duration; 2 when the MCU cannot start."""
     from karakuri.robot.registry import load_robot
     from karakuri.robot.spec import RobotSpecError
 
@@ -46,21 +46,23 @@ def run(args: argparse.Namespace) -> int:
     except (RobotSpecError, ValueError, OSError) as e:
         print(f"karakuri sil: {e}", file=sys.stderr)
         return 2
-    print(f"port: {port}", flush=True)
-    print(f"virtual MCU: robot {spec.name!r}, {spec.n_joints} joints, joint hash "
-          f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
-          f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
 
     def on_term(signum: int, frame: Any) -> None:
         mcu.request_stop()
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    # Before 'port:' is printed: whoever starts us and reads it may signal at once.
+    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    print(f"port: {port}", flush=True)
+    print(f"virtual MCU: robot {spec.name!r}, {spec.n_joints} joints, joint hash "
+          f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
+          f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
     try:
         mcu.run(args.duration_s)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         mcu.stop()
     counts = {k: v for k, v in mcu.counters().items() if v}
     print(f"stopped at t={mcu.sim_time:.3f} s ({mcu.mode.value}); counters: {counts}", flush=True)

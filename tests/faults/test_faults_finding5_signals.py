@@ -95,3 +95,20 @@ def test_after_sigkill_the_mcap_opens_and_holds_all_but_the_last_second(tmp_path
     t_last = max(t for _, t, _ in msgs) / 1e9
     assert t_kill - t_last < 1.0, f"the MCAP ends {t_kill - t_last:.2f} s before the kill"
     assert {"/state", "/command", "/timing"} <= {t for t, _, _ in msgs}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_karakuri_sil_stops_cleanly_on_a_stop_signal(signum):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.Popen([sys.executable, "-m", "karakuri.launch.cli", "sil"],
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+    try:
+        assert proc.stdout.readline().startswith("port: ")
+        proc.send_signal(signum)
+        out = proc.communicate(timeout=20)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stopped at t=" in out, out
