@@ -140,7 +140,7 @@ def _compare(h: Harness, core: McuCore, where: str) -> None:
                                    err_msg=f"{name} {where}")
 
 
-@settings(max_examples=60, deadline=None, report_multiple_bugs=False,
+@settings(max_examples=40, deadline=None, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(steps=session())
 def test_c_core_matches_python_core(harness_bin, steps: list[tuple]) -> None:
