@@ -109,6 +109,7 @@ class CareSafety:
         self.allowed_mps = float("inf")
         self._hold: np.ndarray | None = None
         self._last_stamp: float | None = None
+        self._last_t: float | None = None
         self._last_vel: np.ndarray | None = None
 
     @property
@@ -144,12 +145,12 @@ class CareSafety:
         state = self.state() if self.state is not None else None
         q_meas = np.asarray(state.position, np.float64) if state is not None else q_prev
         if self.limiter is not None and state is not None:
-            self._update_force(state, q_prev)
+            self._update_force(self.limiter, state, q_prev)
         if self.stopped:
             interventions["force_stop"] += 1
             q = self._hold.copy() if self._hold is not None else q_prev.copy()
         elif self.config.separation is not None:
-            q = self._separate(q, q_prev, q_meas, interventions)
+            q = self._separate(self.config.separation, q, q_prev, q_meas, interventions)
         if self.record is not None:
             self.record("/safety", {k: (v if np.isfinite(v) else None) for k, v in (
                 ("care_separation_m", self.separation_m),
@@ -158,10 +159,8 @@ class CareSafety:
                 ("care_force_stop", float(self.stopped)))})
         return q
 
-    def _separate(self, q: np.ndarray, q_prev: np.ndarray, q_meas: np.ndarray,
-                  interventions: MutableMapping[str, int]) -> np.ndarray:
-        sep = self.config.separation
-        assert sep is not None  # checked by the caller
+    def _separate(self, sep: SeparationParams, q: np.ndarray, q_prev: np.ndarray,
+                  q_meas: np.ndarray, interventions: MutableMapping[str, int]) -> np.ndarray:
         got = self.person.read() if self.person is not None else None
         now = self.clock()
         p_prev = self.chain(q_prev)
@@ -180,20 +179,21 @@ class CareSafety:
                 interventions["ssm_hold" if s == 0.0 else "ssm_scale"] += 1
         return out
 
-    def _update_force(self, state: StateLike, q_prev: np.ndarray) -> None:
+    def _update_force(self, limiter: ForceLimiter, state: StateLike, q_prev: np.ndarray) -> None:
         if state.stamp == self._last_stamp:
             return
         vel = np.asarray(state.velocity, np.float64)
         ddq = np.zeros_like(vel)
-        if self._last_vel is not None and self._last_stamp is not None:
-            ddq = (vel - self._last_vel) / max(state.stamp - self._last_stamp, 1e-3)
-        self._last_stamp, self._last_vel = state.stamp, vel
+        us = getattr(state, "device_time_us", 0)  # the robot's clock (0: unknown), else arrival
+        t = 1e-6 * float(us) if us else state.stamp
+        if self._last_vel is not None and self._last_t is not None and t > self._last_t:
+            ddq = (vel - self._last_vel) / max(t - self._last_t, 1e-3)
+        self._last_stamp, self._last_t, self._last_vel = state.stamp, t, vel
         c, a, q = self.chain, self.arm, np.asarray(state.position, np.float64)
         tau_model = expected_effort(vel, ddq, c.damping, c.armature, c.frictionloss)
         tau_ext = tau_model[a] - np.asarray(state.effort, np.float64)[a]
         self.force_n = float(np.linalg.norm(tool_wrench(c.jacobian(q)[:, a], tau_ext)[:3]))
-        assert self.limiter is not None  # checked by the caller
-        reason = self.limiter.update(self.force_n, state.stamp)
+        reason = limiter.update(self.force_n, state.stamp)
         if reason is not None:  # hold the arm where it is (the servo stops pushing), the
             hold = q_prev.copy()  # gripper at its last target (it keeps its grip)
             hold[a] = q[a]
