@@ -127,6 +127,7 @@ class QemuBoard:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT)
         qemu_port = self._wait_pty(cmd)
+        self._wait_steady()
         if cfg.faults.active:
             self._proxy = PtyFaultProxy(qemu_port, cfg.faults)
             self.port = self._proxy.start()
@@ -150,6 +151,28 @@ class QemuBoard:
         self.close()
         raise QemuError(f"QEMU did not open its pty within {self.config.boot_timeout_s} s "
                         f"({' '.join(cmd)}): {out.decode(errors='replace').strip()[-300:]}")
+
+    def _wait_steady(self) -> None:
+        """Wait for the self-test and the first console line of the servo loop after it.
+
+        QEMU translates code on first use; the firmware's power-on self-test runs every path
+        of a session once, and a host that connects after it does not meet a board still
+        translating (which looks like a stalled MCU to the watchdog).  Gives up quietly
+        after ``boot_timeout_s``; a failed self-test is an error.
+        """
+        deadline = time.monotonic() + self.config.boot_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                text = self.console_path.read_text(errors="replace")
+            except OSError:
+                text = ""
+            if "KKERROR" in text:
+                line = next(x for x in text.splitlines() if "KKERROR" in x)
+                self.close()
+                raise QemuError(f"firmware {self.config.firmware} failed at boot: {line}")
+            if "selftest ok" in text and parse_stats(text):
+                return
+            time.sleep(0.05)
 
     def stats(self) -> dict[str, int]:
         """The firmware's newest ``KKSTAT`` counters (every 250 ms; {} before the first)."""

@@ -117,6 +117,13 @@ def test_board_header_is_the_industrial_arm_spec() -> None:
                                       np.asarray(want).astype(np.float32), err_msg=name)
 
 
+def test_power_on_self_test_passes_on_the_host_build(harness: Harness) -> None:
+    n = 3
+    assert harness.init(1000, 4000, 0x1234, np.full(n, -1.0), np.full(n, 1.0), np.full(n, 2.0),
+                        np.full(n, 10.0), np.full(n, 5.0), np.zeros(n)) == 0
+    assert harness.ask("SELFTEST") == "0"
+
+
 def test_hexf32_round_trip() -> None:
     v = np.array([0.5, -3.0, np.inf], np.float32)
     np.testing.assert_array_equal(hexf32(f32hex(v).split()), v)

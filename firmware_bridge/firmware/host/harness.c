@@ -9,6 +9,7 @@
  *   INIT <n> <servo_us> <state_us> <hash> <lower..> <upper..> <vel..> <eff..> <decel..> <q..>
  *   RX <t_us> <q..> <dq..> <hex|->     -> F <frame hex> lines, then "."
  *   TICK <t_us> <q..> <dq..> <eff..>   -> F <frame hex> lines, then "."
+ *   SELFTEST                           -> kk_core_selftest on the INIT limits: 0 = pass
  *   DUMP                               -> S <mode> <status> <last_cmd_seq> <counters..>
  *                                         <q_ref..> <v_ref..> <tau_ff..>
  */
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "kk_core.h"
+#include "kk_selftest.h"
 
 static char line[1 << 17];
 static uint8_t bytes[1 << 16], out[1 << 16];
@@ -235,6 +237,10 @@ int main(void) {
             floats(eff, n);
             kk_core_tick(&core, t, q, dq, eff);
             printf(".\n");
+        } else if (strcmp(cmd, "SELFTEST") == 0) {
+            static kk_core_t scratch;
+            kk_limits_t lim = core.lim;
+            printf("%d\n", kk_core_selftest(&scratch, &lim, core.q_ref));
         } else if (strcmp(cmd, "DUMP") == 0) {
             dump();
         } else {

@@ -19,6 +19,7 @@
 #include "kk_app.h"
 #include "kk_hal.h"
 #include "kk_ring.h"
+#include "kk_selftest.h"
 #include "kk_servo_sim.h"
 
 #define CPU_HZ 25000000u
@@ -40,7 +41,7 @@
 #define FPGAIO_COUNTER REG(0x40028018u)
 #define FPGAIO_PRESCALE REG(0x4002801Cu)
 
-static kk_ring_t rx_ring;
+static kk_ring_t rx_ring, tx_ring; /* tx: filled by the servo loop, drained when idle */
 static volatile uint32_t ms_ticks;
 static uint32_t servo_us;    /* MCU time of this servo period, µs (a whole millisecond) */
 static uint32_t servo_ticks; /* servo periods run */
@@ -94,9 +95,18 @@ static void uart_put(uint32_t base, uint8_t b) {
     UART_DATA(base) = b;
 }
 
+/* Queues the frame; the idle loop moves it to the UART as it has room, so the servo loop
+ * never waits on the line.  A full queue (nobody reading) drops bytes, as a line would. */
 void kk_hal_uart_write(const uint8_t *buf, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        uart_put(UART0, buf[i]);
+        kk_ring_push(&tx_ring, buf[i]);
+    }
+}
+
+static void uart_tx_drain(void) {
+    uint8_t b;
+    while (!(UART_STATE(UART0) & 1u) && kk_ring_pop(&tx_ring, &b, 1)) {
+        UART_DATA(UART0) = b;
     }
 }
 
@@ -146,6 +156,7 @@ static void report(void) {
     con_kv("estops", k->estops);
     con_kv("limit_faults", k->limit_faults);
     con_kv("rx_dropped", rx_ring.dropped);
+    con_kv("tx_dropped", tx_ring.dropped);
     con_kv("overruns", overruns);
     con_kv("max_step_ms", max_step_ms);
     con_kv("window_step_ms", window_step_ms); /* largest step since the previous line */
@@ -184,6 +195,14 @@ int main(void) {
     UART_CTRL(UART0) = 1u | 2u | 8u;    /* TX, RX, RX interrupt */
     NVIC_ISER0 = 1u << 0;               /* UART0 RX */
     con_str("KKBOOT karakuri reference firmware, wire protocol v1, mps2-an386\n");
+    int failed = kk_core_selftest(&core, &lim, home);
+    if (failed) {
+        con_kv("KKERROR selftest_failed_check", (uint32_t)failed);
+        con_str("\n");
+        for (;;) {
+        }
+    }
+    con_str("KKBOOT selftest ok\n");
     if (kk_app_init(&core, &lim) != 0) {
         con_str("KKERROR bad limits\n");
         for (;;) {
@@ -198,7 +217,10 @@ int main(void) {
     for (;;) {
         uint32_t now_ms = clock_us() / SERVO_US;
         while (now_ms == last_ms) {
-            __asm volatile("wfi");
+            uart_tx_drain();
+            if (tx_ring.head == tx_ring.tail) {
+                __asm volatile("wfi");
+            }
             now_ms = clock_us() / SERVO_US;
         }
         uint32_t step = now_ms - last_ms;
