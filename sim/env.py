@@ -27,11 +27,16 @@ class EnvError(ValueError):
 
 @dataclass
 class EpisodeStats:
-    """Per-world accumulators of the running episode."""
+    """Per-world accumulators of the running episode.
+
+    ``stages`` holds, per world, which of the task's stages the episode has reached in order
+    (a prefix: stage k only after stages 0..k-1). Shape: (N, len(task.stages)), bool.
+    """
 
     ret: torch.Tensor
     length: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    stages: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 0, dtype=torch.bool))
 
 
 def build_spec(robot: RobotSpec, task: Task) -> mujoco.MjSpec:
@@ -91,6 +96,8 @@ class BatchedEnv:
         self.stats = EpisodeStats(
             torch.zeros(num_worlds, device=self.device),
             torch.zeros(num_worlds, dtype=torch.long, device=self.device),
+            stages=torch.zeros(num_worlds, len(task.stages), dtype=torch.bool,
+                               device=self.device),
         )
         self._nominal = {
             k: torch.as_tensor(
@@ -197,7 +204,9 @@ class BatchedEnv:
 
         Returns:
             obs, reward (N,), terminated (N,) bool, truncated (N,) bool, info with
-            ``final_obs`` (for worlds that ended), ``episode`` stats and ``reward/<name>``.
+            ``final_obs`` (for worlds that ended), ``episode`` stats (with ``funnel/<stage>``
+            1.0 where the ended episode reached that stage, for a task with stages) and
+            ``reward/<name>``.
         """
         action = action.to(self.device, torch.float32)
         if action.shape != (self.num_worlds, self.action_size):
@@ -225,6 +234,7 @@ class BatchedEnv:
             acc += scaled
         if not torch.isfinite(reward).all():
             raise EnvError(f"task {self.task.name!r} produced a non-finite reward")
+        self._track_stages()
         terminated = self.task.terminated(self.physics)
         truncated = (self.step_count >= self.task.episode_steps) & ~terminated
         done = terminated | truncated
@@ -257,7 +267,26 @@ class BatchedEnv:
             ep[k] = v[idx]
         for k, v in self.stats.terms.items():
             ep[f"reward/{k}"] = v[idx]
+        for i, name in enumerate(self.task.stages):
+            ep[f"funnel/{name}"] = self.stats.stages[idx, i].float()
         return ep
+
+    def _track_stages(self) -> None:
+        """Extend each world's reached prefix of stages by this step's flags (no host sync).
+
+        Stage k is reached when its flag is set and stages 0..k-1 are reached (at this step
+        or before): the prefix AND of (reached | now) along the stages.
+        """
+        if not self.task.stages:
+            return
+        now = self.task.stage_flags(self.physics)
+        if now.shape != self.stats.stages.shape:
+            raise EnvError(
+                f"task {self.task.name!r}: stage_flags has shape {tuple(now.shape)}, expected "
+                f"{tuple(self.stats.stages.shape)} for stages {self.task.stages}"
+            )
+        seen = (self.stats.stages | now).to(torch.uint8)
+        self.stats.stages = torch.cummin(seen, dim=1).values.bool()
 
     def _reset(self, mask: torch.Tensor) -> None:
         if self.rand.changes_model:
@@ -285,6 +314,7 @@ class BatchedEnv:
         self.stats.length.masked_fill_(mask, 0)
         for v in self.stats.terms.values():
             v.masked_fill_(mask, 0.0)
+        self.stats.stages.masked_fill_(mask[:, None], False)
 
     def _delay(self, action: torch.Tensor) -> torch.Tensor:
         if not self.rand.action_latency_steps:

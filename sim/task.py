@@ -167,12 +167,17 @@ class Task(abc.ABC):
 
     Lifecycle: ``build_scene(spec)`` edits the robot's MjSpec (objects, sensors) before
     compiling; ``bind(ctx)`` resolves names to indices; then the env calls ``reset_worlds``,
-    ``signals``, ``reward_terms``, ``terminated`` and ``success`` every control step.
+    ``signals``, ``reward_terms``, ``stage_flags``, ``terminated`` and ``success`` every
+    control step.
     """
 
     name: ClassVar[str]
     #: Names and sizes of the non-joint signals, e.g. {"command": 3}.
     extra_signals: ClassVar[dict[str, int]] = {}
+    #: Stages of a multi-stage task in the order a success passes them, e.g. ("reached",
+    #: "grasped"); evaluation reports the fraction of episodes that got to each (the funnel).
+    #: Empty for single-stage tasks.
+    stages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, robot: RobotSpec, ctrl_dt: float, episode_s: float) -> None:
         self.robot = robot
@@ -250,3 +255,16 @@ class Task(abc.ABC):
     def metrics(self, physics: Physics) -> dict[str, torch.Tensor]:
         """Extra per-world metrics to report at episode end (e.g. peak speed), each (N,)."""
         return {}
+
+    def stage_flags(self, physics: Physics) -> torch.Tensor:
+        """Which of :attr:`stages` each world's state satisfies right now (after a step).
+
+        The env keeps, per episode, the furthest stage reached in order: stage k counts once
+        its flag is set at a step when stages 0..k-1 have all been reached (at that step or
+        earlier), so the funnel never rises from one stage to the next.  Pure tensor ops: no
+        host sync on a GPU.
+
+        Returns:
+            Bool flags. Shape: (N, len(stages)); (N, 0) for a task without stages.
+        """
+        return torch.zeros(physics.num_worlds, 0, dtype=torch.bool, device=physics.device)

@@ -39,6 +39,8 @@ S_TOOL, S_BOX_POS, S_BOX_QUAT = "pp_tool_pos", "pp_box_pos", "pp_box_quat"
 S_TOUCH = ("pp_touch_left", "pp_touch_right")
 BOX_HALF = 0.02  # m
 TOUCH_N = 0.1  # a pad counts as touching above this normal force, N
+REACH_M = 0.03  # the tool is at the box within this distance of its centre, m
+LIFT_M = 0.02  # a grasped box counts as lifted above this height off the table, m
 
 
 def default_randomization() -> Randomization:
@@ -138,6 +140,10 @@ class PickPlace(Task):
 
     name = "pick_place"
     extra_signals: ClassVar[dict[str, int]] = {"object_pose": 4}
+    #: The funnel (docs/tasks.md): tool at the box, both pads on it, held above LIFT_M, held
+    #: over the bin, box in the bin, let go, arm clear (= the success condition).
+    stages: ClassVar[tuple[str, ...]] = (
+        "reached", "grasped", "lifted", "carried", "placed", "released", "cleared")
 
     def __init__(self, robot: RobotSpec, config: PickPlaceConfig | None = None) -> None:
         self.cfg = config or PickPlaceConfig()
@@ -324,7 +330,7 @@ class PickPlace(Task):
         tool, box = sd[:, self._tool], sd[:, self._box_pos]
         fl, fr = sd[:, self._touch[0]], sd[:, self._touch[1]]
         c = self.cfg
-        near = torch.linalg.norm(box - tool, dim=-1) < 0.03
+        near = torch.linalg.norm(box - tool, dim=-1) < REACH_M
         grasped = (fl > TOUCH_N) & (fr > TOUCH_N) & near
         off = (box[:, :2] - self._bin).abs().amax(dim=-1)
         in_bin = (off < c.bin_inner - 0.005) & (box[:, 2] < c.wall_height)
@@ -333,7 +339,7 @@ class PickPlace(Task):
         return {
             "tool": tool, "box": box, "grasped": grasped, "in_bin": in_bin,
             "released": released, "success": in_bin & released & clear,
-            "lift": box[:, 2] - BOX_HALF,
+            "lift": box[:, 2] - BOX_HALF, "near": near, "over_bin": off < c.bin_inner - 0.005,
         }
 
     def signals(self, physics: Physics) -> dict[str, torch.Tensor]:
@@ -360,7 +366,7 @@ class PickPlace(Task):
         one = torch.ones_like(s["lift"])
         d_tool = torch.linalg.norm(s["tool"] - s["box"], dim=-1)
         d_bin = torch.linalg.norm(self._above_bin - s["box"], dim=-1)
-        lifted = grasped & (s["lift"] > 0.02)
+        lifted = grasped & (s["lift"] > LIFT_M)
         self.max_lift = torch.maximum(self.max_lift, s["lift"] * grasped)
         return {
             "reach": torch.where(in_bin, one, 1 - torch.tanh(d_tool / 0.2)),
@@ -375,6 +381,14 @@ class PickPlace(Task):
             "action_rate": torch.sum((action - last_action) ** 2, dim=-1),
             "joint_vel": torch.sum(physics.qvel[:, self._arm_dadr] ** 2, dim=-1),
         }
+
+    def stage_flags(self, physics: Physics) -> torch.Tensor:
+        """The :attr:`stages` each world satisfies now. Shape: (N, 7) bool."""
+        s = self._state(physics)
+        lifted = s["grasped"] & (s["lift"] > LIFT_M)
+        placed = s["in_bin"]
+        return torch.stack([s["near"], s["grasped"], lifted, lifted & s["over_bin"], placed,
+                            placed & s["released"], s["success"]], dim=-1)
 
     def terminated(self, physics: Physics) -> torch.Tensor:
         """The box left the reachable table (knocked away or thrown): a failure."""

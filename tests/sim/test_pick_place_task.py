@@ -114,37 +114,91 @@ def test_randomization_varies_box_mass_and_friction_per_world() -> None:
     env.close()
 
 
-@pytest.mark.slow
-def test_scripted_pick_and_place_succeeds_through_every_stage() -> None:
-    """An IK script through the task's own actions: the task is solvable and judged so."""
-    env = make()
+Plan = list[tuple[int, str, int]]
+#: IK plans: (until step, goal, gripper action) with goals "above" (10 cm over the box), "at"
+#: (the box), "start" and "high" (where the box started and 12 cm over it), "bin" and
+#: "clear" (over the bin).
+FULL: Plan = [(60, "above", 1), (90, "at", 1), (110, "at", -1), (190, "bin", -1),
+              (210, "bin", 1), (10**9, "clear", 1)]
+STOP_AFTER_GRASP: Plan = [(60, "above", 1), (90, "at", 1), (10**9, "start", -1)]
+STOP_AFTER_LIFT: Plan = [(60, "above", 1), (90, "at", 1), (110, "at", -1), (10**9, "high", -1)]
+
+
+def run_ik_scripts(env: BatchedEnv, plans: list[Plan]) -> tuple[dict, set[str]]:
+    """One episode per world, each driven by its plan through the task's own actions (an IK
+    script on the tool pose from the vision input), the box at the same pose in every world
+    (0.60, -0.13) m, yaw 0.59 rad; the ended episodes' stats and the reward terms that paid."""
     m, d = env.model, mujoco.MjData(env.model)
     site = m.site(env.robot.tool_site).id
     dofs = [int(m.joint(j).dofadr[0]) for j in env.robot.arm_joints]
     bin_xy = np.array(env.task.cfg.bin_xy)
     env.reset()
+    qpos, a = env.physics.qpos.clone(), env.task._box_qadr
+    qpos[:, a : a + 7] = torch.tensor([0.60, -0.13, BOX_HALF, math.cos(0.295), 0.0, 0.0,
+                                       math.sin(0.295)])
+    env.physics.reset_worlds(torch.ones(env.num_worlds, dtype=torch.bool), qpos,
+                             torch.zeros_like(env.physics.qvel))
+    start = env.raw_signals()["object_pose"][:, :3].double().numpy().copy()
     seen: set[str] = set()
     for t in range(env.task.episode_steps):
-        d.qpos[:] = env.physics.qpos[0].double().numpy()
-        mujoco.mj_forward(m, d)
-        pose = env.raw_signals()["object_pose"][0].double().numpy()
-        box, yaw = pose[:3], pose[3] if t < 110 else 0.0
-        above, at = box + np.array([0, 0, 0.10]), box + np.array([0, 0, 0.005])
-        plan = [(60, above, 1), (90, at, 1), (110, at, -1), (190, [*bin_xy, 0.16], -1),
-                (210, [*bin_xy, 0.16], 1), (10**9, [*bin_xy, 0.30], 1)]
-        goal, grip = next((np.asarray(g, float), c) for end, g, c in plan if t < end)
-        xd = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
-        rd = np.column_stack([xd, np.cross([0, 0, -1.0], xd), [0, 0, -1.0]])
-        r = d.site_xmat[site].reshape(3, 3)
-        err = np.concatenate([goal - d.site_xpos[site],
-                              0.5 * sum(np.cross(r[:, i], rd[:, i]) for i in range(3))])
-        jp, jr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
-        mujoco.mj_jacSite(m, d, jp, jr, site)
-        jac = np.vstack([jp[:, dofs], jr[:, dofs]])
-        dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-3 * np.eye(6), err)
-        action = np.append(np.clip(dq / env.task.cfg.arm_scale, -1, 1), grip)
-        _, _, _, _, info = env.step(torch.tensor(action, dtype=torch.float32)[None])
+        actions = []
+        for w, plan in enumerate(plans):
+            d.qpos[:] = env.physics.qpos[w].double().numpy()
+            mujoco.mj_forward(m, d)
+            pose = env.raw_signals()["object_pose"][w].double().numpy()
+            box, yaw = pose[:3], pose[3] if t < 110 else 0.0
+            goals = {"above": box + np.array([0, 0, 0.10]), "at": box + np.array([0, 0, 0.005]),
+                     "start": start[w] + np.array([0, 0, 0.005]),
+                     "high": start[w] + np.array([0, 0, 0.12]), "bin": [*bin_xy, 0.16],
+                     "clear": [*bin_xy, 0.30]}
+            name, grip = next((g, c) for end, g, c in plan if t < end)
+            goal = np.asarray(goals[name], float)
+            xd = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
+            rd = np.column_stack([xd, np.cross([0, 0, -1.0], xd), [0, 0, -1.0]])
+            r = d.site_xmat[site].reshape(3, 3)
+            err = np.concatenate([goal - d.site_xpos[site],
+                                  0.5 * sum(np.cross(r[:, i], rd[:, i]) for i in range(3))])
+            jp, jr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+            mujoco.mj_jacSite(m, d, jp, jr, site)
+            jac = np.vstack([jp[:, dofs], jr[:, dofs]])
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + 1e-3 * np.eye(6), err)
+            actions.append(np.append(np.clip(dq / env.task.cfg.arm_scale, -1, 1), grip))
+        _, _, _, _, info = env.step(torch.tensor(np.array(actions), dtype=torch.float32))
         seen |= {k[7:] for k, v in info.items() if k.startswith("reward/") and v > 0}
-    assert info["episode"]["success"].item() == 1.0
+    return info["episode"], seen
+
+
+@pytest.mark.slow
+def test_scripted_pick_and_place_succeeds_through_every_stage() -> None:
+    """The IK script: the task is solvable and judged so, and the funnel counts every stage;
+    scripts that stop after the grasp and after the lift cut the funnel exactly there."""
+    env = make(n=3)
+    ep, seen = run_ik_scripts(env, [FULL, STOP_AFTER_GRASP, STOP_AFTER_LIFT])
+    assert ep["success"].tolist() == [1.0, 0.0, 0.0]
     assert {"reach", "grasp", "lift", "carry", "place", "release", "clear"} <= seen
+    stages = env.task.stages
+    funnel = torch.stack([ep[f"funnel/{s}"] for s in stages], dim=-1)
+    cut = {s: i for i, s in enumerate(stages)}
+    expected = torch.zeros(3, len(stages))
+    expected[0] = 1.0
+    expected[1, : cut["grasped"] + 1] = 1.0
+    expected[2, : cut["lifted"] + 1] = 1.0
+    torch.testing.assert_close(funnel, expected, atol=0, rtol=0)
+    env.close()
+
+
+def test_funnel_counts_a_stage_only_after_the_ones_before_it() -> None:
+    """A box that starts in the bin, released, with the arm clear, satisfies placed, released
+    and cleared but reached nothing before them: the funnel stays empty."""
+    env = make(n=2, episode_s=0.1)
+    bx, by = env.task.cfg.bin_xy
+    place_box(env, (bx, by, BOX_HALF))
+    flags = env.task.stage_flags(env.physics)
+    assert flags.shape == (2, 7) and flags[:, 4:].all() and not flags[:, :4].any()
+    for _ in range(env.task.episode_steps):
+        _, _, _, trunc, info = env.step(torch.zeros(2, env.action_size))
+    assert trunc.all()
+    ep = info["episode"]
+    assert ep["success"].tolist() == [1.0, 1.0]
+    assert all(ep[f"funnel/{s}"].tolist() == [0.0, 0.0] for s in env.task.stages)
     env.close()
