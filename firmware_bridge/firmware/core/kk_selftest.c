@@ -10,10 +10,10 @@ typedef struct {
 } seen_t;
 
 static uint8_t frame_buf[KK_MAX_ENCODED + 1];
+static uint8_t payload[KK_MAX_PAYLOAD]; /* the host's frame, then each answer decoded */
 
 static void record(void *ctx, const uint8_t *frame, size_t len) {
     seen_t *s = (seen_t *)ctx;
-    static uint8_t payload[KK_MAX_PAYLOAD];
     kk_frame_t f;
     if (len < 2 || kk_decode_stuffed(frame, len - 1, payload, &f) != KK_OK || s->n >= 8) {
         s->n = 99;
@@ -25,7 +25,6 @@ static void record(void *ctx, const uint8_t *frame, size_t len) {
 
 static void host_send(kk_core_t *c, uint8_t type, uint16_t seq, const uint8_t *body,
                       size_t len, uint32_t t, const float *q, const float *dq) {
-    static uint8_t payload[KK_MAX_PAYLOAD];
     size_t n = kk_build_payload(type, seq, t, body, len, payload);
     size_t f = kk_frame_payload(payload, n, frame_buf);
     kk_core_receive(c, frame_buf, f, t, q, dq);
