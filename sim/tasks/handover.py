@@ -62,6 +62,7 @@ S_TOOL, S_TOOL_VEL, S_TARGET, S_PALM, S_CUP_AXIS = (
 #: user's arm with an endpoint stiffness (N/m) and damping (N·s/m) of a relaxed human arm
 #: (a few hundred N/m in arm-impedance measurements), over at most ARM_TRAVEL either way, m.
 HAND_MASS, ARM_STIFFNESS, ARM_DAMPING, ARM_TRAVEL = 0.6, 300.0, 20.0, 0.05
+HOLD_S = 0.5  # the funnel's "held": the cup upright at the handover point this long in a row, s
 REF_MASS = 50.0  # the drift point's inertia, kg: contacts barely disturb the user's intent
 SKIN, SHIRT = [0.87, 0.72, 0.6, 1.0], [0.35, 0.5, 0.62, 1.0]
 PERSON = {"contype": 0, "conaffinity": 2}  # touched by arm links, fingers and cup (bit 2)
@@ -127,6 +128,9 @@ class Handover(Task):
 
     name = "handover"
     extra_signals: ClassVar[dict[str, int]] = {"hand_pos": 3}
+    #: The funnel (docs/tasks.md): tool in the reduced-speed zone around the hand, cup at the
+    #: handover point, and upright there, and held there upright for HOLD_S.
+    stages: ClassVar[tuple[str, ...]] = ("approached", "at_hand", "upright", "held")
 
     def __init__(self, robot: RobotSpec, config: HandoverConfig | None = None) -> None:
         self.cfg = config or HandoverConfig()
@@ -284,6 +288,8 @@ class Handover(Task):
         self.peak_speed = torch.zeros(n, device=dev)
         self.peak_force = torch.zeros(n, device=dev)
         self.violated = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.held_steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self._hold_steps = max(1, round(HOLD_S / self.ctrl_dt))
 
     # -- episodes ------------------------------------------------------------------------
     def reset_worlds(
@@ -305,6 +311,7 @@ class Handover(Task):
         self.peak_speed.masked_fill_(mask, 0.0)
         self.peak_force.masked_fill_(mask, 0.0)
         self.violated.masked_fill_(mask, False)
+        self.held_steps.masked_fill_(mask, 0)
         return qpos, qvel
 
     # -- state ---------------------------------------------------------------------------
@@ -338,6 +345,8 @@ class Handover(Task):
         self.peak_speed = torch.maximum(self.peak_speed, speed * zone)
         self.peak_force = torch.maximum(self.peak_force, s["force"].amax(dim=-1))
         self.violated |= s["violation"]
+        held = self._delivered(s)
+        self.held_steps = torch.where(held, self.held_steps + 1, torch.zeros_like(self.held_steps))
         near_zone = torch.linalg.norm(s["tool"] - s["target"], dim=-1) < ZONE_M + 0.1
         excess = torch.relu(speed - 0.7 * SPEED_LIMIT) / (0.3 * SPEED_LIMIT)
         return {
@@ -351,6 +360,17 @@ class Handover(Task):
             "joint_vel": torch.sum(physics.qvel[:, self._arm_dadr] ** 2, dim=-1),
         }
 
+    def _delivered(self, s: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cup at the handover point and upright (the success pose), (N,) bool."""
+        return (s["distance"] < self.cfg.success_radius) & (s["tilt"] < self.cfg.max_tilt)
+
+    def stage_flags(self, physics: Physics) -> torch.Tensor:
+        """The :attr:`stages` each world satisfies now. Shape: (N, 4) bool."""
+        s = self._state(physics)
+        at_hand = s["distance"] < self.cfg.success_radius
+        return torch.stack([s["in_zone"], at_hand, self._delivered(s),
+                            self.held_steps >= self._hold_steps], dim=-1)
+
     def terminated(self, physics: Physics) -> torch.Tensor:
         """A speed or force violation ends the episode."""
         return self._state(physics)["violation"]
@@ -358,8 +378,7 @@ class Handover(Task):
     def success(self, physics: Physics) -> torch.Tensor:
         """Cup at the handover point, upright, and no violation in this episode."""
         s = self._state(physics)
-        ok = (s["distance"] < self.cfg.success_radius) & (s["tilt"] < self.cfg.max_tilt)
-        return ok & ~s["violation"] & ~self.violated
+        return self._delivered(s) & ~s["violation"] & ~self.violated
 
     def metrics(self, physics: Physics) -> dict[str, torch.Tensor]:
         """Per-world episode metrics, each (N,).

@@ -139,3 +139,44 @@ def test_hand_drifts_slowly_on_its_springs() -> None:
 def test_bad_force_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="one value > 0 N per region"):
         HandoverConfig(force_limits=(140.0,))
+
+
+def script_to_hand(env: BatchedEnv, leave_at: list[int | None]) -> dict:
+    """One episode per world: a joint-space move to ``AT_HAND`` (every joint in step, the
+    fastest at full action) that holds there, or turns back home at step ``leave_at[w]``, or
+    (``-1``) stays home; returns the ended episodes' stats."""
+    place(env)
+    home = env.physics.qpos[:, env.qpos_idx[:6]].clone()
+    at_hand = torch.tensor(AT_HAND).expand_as(home)
+    for t in range(env.task.episode_steps):
+        go = torch.tensor([leave is None or t < leave for leave in leave_at])[:, None]
+        target = torch.where(go, at_hand, home)
+        a = (target - env.physics.qpos[:, env.qpos_idx[:6]]) / env.task.cfg.action_scale
+        a = a / a.abs().amax(dim=-1, keepdim=True).clamp(min=1.0)
+        _, _, term, _, info = env.step(a)
+        assert not term.any(), "the script violated a limit"
+    return info["episode"]
+
+
+def funnel_of(env: BatchedEnv, ep: dict) -> list[list[float]]:
+    """Per world, 1.0 for each stage of the funnel its episode reached."""
+    return torch.stack([ep[f"funnel/{s}"] for s in env.task.stages], dim=-1).tolist()
+
+
+def test_funnel_on_scripted_handovers() -> None:
+    """To the hand and held: every stage; stays home: none; at the hand upright for ~0.1 s,
+    then back home: the funnel stops before held (0.5 s there upright)."""
+    env = make(n=3)
+    assert env.task.stages == ("approached", "at_hand", "upright", "held")
+    ep = script_to_hand(env, leave_at=[None, -1, 155])
+    assert funnel_of(env, ep) == [[1.0] * 4, [0.0] * 4, [1.0, 1.0, 1.0, 0.0]]
+    assert ep["success"].tolist() == [1.0, 0.0, 0.0]
+    env.close()
+
+
+@pytest.mark.slow
+def test_funnel_stops_at_the_hand_when_the_cup_is_never_upright_enough() -> None:
+    env = make(n=1, max_tilt=0.0, episode_s=3.4)  # no tilt passes: at the hand, never upright
+    ep = script_to_hand(env, leave_at=[None])
+    assert funnel_of(env, ep) == [[1.0, 1.0, 0.0, 0.0]]
+    env.close()
