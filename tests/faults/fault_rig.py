@@ -228,7 +228,7 @@ class Rig:
 
     # ------------------------------------------------------------------ running a deploy
     def deploy(self, launch: Path, scenario: Callable[[Rig, subprocess.Popen], None] | None = None,
-               timeout_s: float = 60.0, timing_fault: bool = False) -> DeployRun:
+               timeout_s: float = 60.0, timing_fault: bool = False, nice: int = 0) -> DeployRun:
         """``karakuri deploy LAUNCH`` as a subprocess; ``scenario(rig, proc)`` runs meanwhile.
 
         Args:
@@ -237,8 +237,9 @@ class Rig:
             timeout_s: Longest the deploy may take after the scenario, s.
             timing_fault: The scenario is about timing (a cut, latency): a stale or watchdog
                 stop is its outcome, not the machine's load (see :func:`check_not_starved`).
+            nice: Run it at this lower priority (a deploy that must not starve another).
         """
-        with self.running(launch) as proc:
+        with self.running(launch, nice) as proc:
             if scenario is not None:
                 scenario(self, proc)
             out = proc.communicate(timeout=timeout_s)[0]
@@ -246,18 +247,18 @@ class Rig:
             check_not_starved(out)
         return DeployRun(proc.returncode, out)
 
-    def spawn(self, launch: Path) -> subprocess.Popen:
+    def spawn(self, launch: Path, nice: int = 0) -> subprocess.Popen:
         """``karakuri deploy LAUNCH`` as a subprocess (stdout and stderr merged, text)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         return subprocess.Popen([sys.executable, "-m", "karakuri.launch.cli", "deploy",
                                  str(launch)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env,
-                                cwd=launch.parent)
+                                cwd=launch.parent, preexec_fn=lambda: os.nice(nice))
 
     @contextlib.contextmanager
-    def running(self, launch: Path):
+    def running(self, launch: Path, nice: int = 0):
         """Spawn a deploy; on any failure inside the block, kill it and show what it printed."""
-        proc = self.spawn(launch)
+        proc = self.spawn(launch, nice)
         try:
             yield proc
         except BaseException as e:

@@ -73,7 +73,8 @@ def test_a_second_deploy_on_the_same_port_is_refused_and_the_first_runs_on(tmp_p
                                  telemetry="second.mcap")
             with rig.running(first) as proc:
                 rig.wait_driving(0.3, proc)
-                intruder = rig.deploy(second, timeout_s=30)
+                # Niced: its start-up must not starve the first deploy on a two-core machine.
+                intruder = rig.deploy(second, timeout_s=30, nice=10)
                 t_left = time.monotonic()
                 time.sleep(0.5)
                 if proc.poll() is not None:  # starved by the second one's start-up?

@@ -206,7 +206,7 @@ def test_cli_relays_injects_and_prints_its_counters():
     proc = subprocess.Popen(
         [sys.executable, "-m", "karakuri.launch.cli", "proxy", "--mcu", os.ttyname(slave),
          "--duration-s", "3", "--inject", "0.5:to_host:fault", "--to-host-latency-s", "0.01"],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(__file__))
     try:
         port = proc.stdout.readline().split("port: ", 1)[1].strip()
         host = os.open(port, os.O_RDWR | os.O_NOCTTY)
