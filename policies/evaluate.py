@@ -52,7 +52,9 @@ def evaluate(env: BatchedEnv, act: ActFn, commands: torch.Tensor | None = None) 
             of the task's sampled ones.
 
     Returns:
-        ``{"episodes", "success_rate", "mean_return", "<metric>_mean", ...}``.
+        ``{"episodes", "success_rate", "mean_return", "<metric>_mean", ...}``, and for a task
+        with stages ``"funnel"``: ``{"episodes", "count": {stage: n}, "fraction": {stage: f}}``
+        in the task's stage order (see :func:`funnel_table`).
     """
     env.reset()
     if commands is not None:
@@ -78,10 +80,39 @@ def evaluate(env: BatchedEnv, act: ActFn, commands: torch.Tensor | None = None) 
         "mean_return": float(results["return"].nanmean()),
     }
     for k, v in results.items():
-        if k not in ("success", "return", "length") and not k.startswith("reward/"):
+        if k not in ("success", "return", "length") and not k.startswith(("reward/", "funnel/")):
             out[f"{k}_mean"] = float(v.nanmean())
             out[f"{k}_max"] = float(v[~v.isnan()].max()) if (~v.isnan()).any() else float("nan")
+    if env.task.stages:
+        out["funnel"] = _funnel(results, env.task.stages, out["episodes"])
     return out
+
+
+def _funnel(results: dict[str, torch.Tensor], stages: tuple[str, ...], n: int) -> dict[str, Any]:
+    """Episodes that reached each stage (in order), as counts and fractions of ``n``."""
+    count = {s: int((results[f"funnel/{s}"] > 0.5).sum()) for s in stages}
+    return {"episodes": n, "count": count,
+            "fraction": {s: c / n if n else float("nan") for s, c in count.items()}}
+
+
+def funnel_table(result: dict[str, Any], width: int = 20) -> str:
+    """The evaluation's stage funnel as a compact text table (empty without a funnel).
+
+    One line per stage: its name, the episodes that reached it, the percentage and a bar of
+    ``width`` characters; then the success rate for comparison.
+    """
+    funnel = result.get("funnel")
+    if not funnel:
+        return ""
+    n = funnel["episodes"]
+    name_w = max(len(s) for s in [*funnel["count"], "success"])
+    lines = [f"stage funnel ({n} episodes):"]
+    rows = [(s, c, funnel["fraction"][s]) for s, c in funnel["count"].items()]
+    rows.append(("success", round(result["success_rate"] * n), result["success_rate"]))
+    for stage, c, f in rows:
+        bar = "#" * round(width * f) if f == f else ""  # f != f: NaN
+        lines.append(f"  {stage:<{name_w}} {c:>5} {100 * f:6.1f} %  {bar}")
+    return "\n".join(lines)
 
 
 def sb3_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:

@@ -156,13 +156,32 @@ def save_plain_actor(model: Any, vec: VecNormalize, obs_size: int, path: Path) -
 
 
 class _RewardTermLogger(BaseCallback):
-    """Log each reward term (``reward/<name>``) and the success rate of finished episodes."""
+    """Log each reward term (``reward/<name>``) and the stage funnel of finished episodes.
+
+    The funnel (``funnel/<stage>``) is recorded once per rollout: the fraction of the episodes
+    that ended in the rollout which reached the stage.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._funnel: dict[str, list] = {}  # funnel/<stage> -> [reached, ended] this rollout
 
     def _on_step(self) -> bool:
         env: SB3VecEnv = self.training_env.venv  # type: ignore[attr-defined]
         for k, v in env.env_last_terms.items():
             self.logger.record_mean(k, v)
+        for k, (reached, ended) in env.env_last_funnel.items():
+            total = self._funnel.setdefault(k, [0.0, 0])
+            total[0] += reached
+            total[1] += ended
         return True
+
+    def _on_rollout_start(self) -> None:
+        self._funnel = {}
+
+    def _on_rollout_end(self) -> None:
+        for k, (reached, ended) in self._funnel.items():
+            self.logger.record(k, reached / ended)
 
 
 def _ppo_kwargs(cfg: TrainConfig, actor_obs: int) -> dict[str, Any]:

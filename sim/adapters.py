@@ -43,6 +43,9 @@ class SB3VecEnv(VecEnv):
         super().__init__(env.num_worlds, obs_space, act_space)
         self._actions: torch.Tensor | None = None
         self.env_last_terms: dict[str, float] = {}
+        #: The stage funnel of the episodes that ended in the last step: ``funnel/<stage>`` to
+        #: (number of them that reached the stage, number ended); empty when none ended.
+        self.env_last_funnel: dict[str, tuple[float, int]] = {}
 
     def _pick(self, obs: dict[str, torch.Tensor]) -> np.ndarray:
         return obs["critic" if self.critic_obs else "policy"].cpu().numpy()
@@ -60,11 +63,14 @@ class SB3VecEnv(VecEnv):
         assert self._actions is not None
         obs, rew, term, trunc, info = self.env.step(self._actions)
         self.env_last_terms = {k: v for k, v in info.items() if k.startswith("reward/")}
+        self.env_last_funnel = {}
         dones = (term | trunc).cpu().numpy()
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if dones.any():
             final = self._pick(info["final_obs"])
             ep = {k: v.cpu().numpy() for k, v in info["episode"].items()}
+            self.env_last_funnel = {k: (float(v.sum()), v.size) for k, v in ep.items()
+                                    if k.startswith("funnel/")}
             trunc_np = trunc.cpu().numpy()
             for j, i in enumerate(np.flatnonzero(dones)):
                 infos[i] = {

@@ -6,8 +6,9 @@ so a runner configured with ``obs_groups={"actor": ["policy"], "critic": ["criti
 asymmetric actor-critic.  ``extras["time_outs"]`` marks episodes cut by the time limit (not by
 failure), which rsl_rl's PPO bootstraps with the critic's value.  ``extras["episode"]`` holds, for
 the episodes that ended in the step, each reward term's episode sum as ``reward/<name>``, the
-success (``Episode/success``) and the task's metrics (``Episode/<metric>``); rsl_rl's logger
-averages them over an iteration and writes them to TensorBoard.
+success (``Episode/success``), the task's metrics (``Episode/<metric>``) and its stage funnel
+(``funnel/<stage>``, 1.0 where the episode reached the stage); rsl_rl's logger averages them
+over an iteration and writes them to TensorBoard.
 
 Every tensor stays on the env's device.
 """
@@ -98,5 +99,5 @@ class RslVecEnv(VecEnv):
         for k, v in ep.items():
             if k in ("return", "length"):
                 continue  # rsl_rl's logger tracks these itself
-            log[k if k.startswith("reward/") else f"Episode/{k}"] = v.float()
+            log[k if k.startswith(("reward/", "funnel/")) else f"Episode/{k}"] = v.float()
         return log

@@ -1,9 +1,14 @@
-"""``karakuri eval RUN_DIR|policy.onnx``: evaluate on fixed seeds, optionally record a video."""
+"""``karakuri eval RUN_DIR|policy.onnx``: evaluate on fixed seeds, optionally record a video.
+
+The result is one JSON document on stdout; a task with stages also gets its stage funnel as a
+table on stderr (docs/tasks.md).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -24,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from karakuri.launch.cli import usage_error
     from karakuri.launch.outputs import check_output_file
-    from karakuri.policies.evaluate import evaluate_source, record_video
+    from karakuri.policies.evaluate import evaluate_source, funnel_table, record_video
     from karakuri.policies.policy import PolicyError
 
     src = Path(args.source)
@@ -41,6 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, PolicyError) as e:
         return usage_error("eval", e)
     print(json.dumps(result, indent=2))
+    if table := funnel_table(result):  # stderr: stdout stays one JSON document for tools
+        print(table, file=sys.stderr)
     if video is not None:
         path = record_video(src, video, episodes=args.video_episodes, seed=args.seed,
                             robot=args.robot)
