@@ -53,6 +53,8 @@ def test_task_code_makes_no_host_syncs_on_cuda(task: str) -> None:
         t.terminated(p)
         t.success(p)
         t.metrics(p)
+        t.stage_flags(p)
+        env._track_stages()  # the stage funnel's per-step update
         t.reset_worlds(mask, p)
     finally:
         torch.cuda.set_sync_debug_mode("default")
