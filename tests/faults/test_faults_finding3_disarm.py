@@ -74,7 +74,7 @@ def test_a_second_deploy_on_the_same_port_is_refused_and_the_first_runs_on(tmp_p
             with rig.running(first) as proc:
                 rig.wait_driving(0.3, proc)
                 # Niced: its start-up must not starve the first deploy on a two-core machine.
-                intruder = rig.deploy(second, timeout_s=30, nice=10)
+                intruder = rig.deploy(second, timeout_s=30, nice=19)
                 t_left = time.monotonic()
                 time.sleep(0.5)
                 if proc.poll() is not None:  # starved by the second one's start-up?

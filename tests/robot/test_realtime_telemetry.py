@@ -153,7 +153,7 @@ def test_after_sigkill_the_standard_reader_opens_the_file_and_misses_under_a_sec
 
     path = tmp_path / "killed.mcap"
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE,
-                            text=True)
+                            text=True, cwd=tmp_path)
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(2.0)
     t_kill = time.monotonic()
