@@ -34,6 +34,8 @@ from karakuri.firmware_bridge.link import LinkError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 DEFAULT_ELF = FIRMWARE_DIR / "build" / "qemu" / "karakuri_fw.elf"
+MAX_BACKLOG = 65536
+"""Bytes the fault proxy holds for a side that reads slower than the other writes."""
 _PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label serial0\)")
 
 
@@ -231,6 +233,7 @@ class PtyFaultProxy:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dev = self._master = self._slave = -1
+        self.dropped = 0  # bytes dropped past MAX_BACKLOG
 
     def start(self) -> str:
         """Open both sides and start shuffling bytes; returns the host's port path."""
@@ -244,6 +247,9 @@ class PtyFaultProxy:
         return os.ttyname(self._slave)
 
     def _run(self) -> None:
+        # Bytes a side could not take yet wait here (QEMU's UART takes one byte at a time),
+        # so the proxy adds only the configured faults; past MAX_BACKLOG they are dropped.
+        backlog = {self._dev: bytearray(), self._master: bytearray()}
         while not self._stop.is_set():
             ready, _, _ = select.select([self._dev, self._master], [], [], 0.002)
             now = time.monotonic()
@@ -252,12 +258,14 @@ class PtyFaultProxy:
                     with contextlib.suppress(OSError):  # the host has not opened its side yet
                         chan.push(os.read(src, 4096), now)
             for dst, chan in ((self._dev, self.to_device), (self._master, self.to_host)):
-                data = chan.pop(now)
-                while data:
-                    try:
-                        data = data[os.write(dst, data):]
-                    except OSError:
-                        break  # nobody reads (or the buffer is full): a line drops bytes
+                pending = backlog[dst]
+                pending += chan.pop(now)
+                if len(pending) > MAX_BACKLOG:
+                    self.dropped += len(pending) - MAX_BACKLOG
+                    del pending[:len(pending) - MAX_BACKLOG]
+                with contextlib.suppress(OSError):  # full for now: retry on the next pass
+                    while pending:
+                        del pending[:os.write(dst, pending)]
 
     def close(self) -> None:
         """Stop the thread and close the fds; safe to call twice."""
