@@ -39,12 +39,15 @@ class Recorder:
             time.sleep(0.001)
 
     def stop(self) -> list[JointState]:
+        """Stop polling; the STATEs seen, oldest first."""
         self._stop.set()
         self._thread.join()
         return self.states
 
 
 def connect(board: QemuBoard) -> SerialLink:
+    """The production host link on the board's pty: HELLO/CAPS, then armed with the first
+    COMMAND."""
     link = SerialLink(SPEC, SerialLinkConfig(port=board.port, command_rate_hz=RATE_HZ,
                                              arm_on_connect=True, handshake_timeout_s=5.0))
     link.connect()
