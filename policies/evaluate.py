@@ -111,7 +111,7 @@ def funnel_table(result: dict[str, Any], width: int = 20) -> str:
     rows.append(("success", round(result["success_rate"] * n), result["success_rate"]))
     for stage, c, f in rows:
         bar = "#" * round(width * f) if f == f else ""  # f != f: NaN
-        lines.append(f"  {stage:<{name_w}} {c:>5} {100 * f:6.1f} %  {bar}")
+        lines.append(f"  {stage:<{name_w}} {c:>5} {100 * f:6.1f} %  {bar}".rstrip())
     return "\n".join(lines)
 
 
