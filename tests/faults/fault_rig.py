@@ -250,10 +250,14 @@ class Rig:
     def spawn(self, launch: Path, nice: int = 0) -> subprocess.Popen:
         """``karakuri deploy LAUNCH`` as a subprocess (stdout and stderr merged, text)."""
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        return subprocess.Popen([sys.executable, "-m", "karakuri.launch.cli", "deploy",
+        # 'nice' as a command, not a preexec_fn: without one, Popen uses vfork and does not
+        # copy this process's page tables; a plain fork stalled the proxy thread (a test
+        # thread) for up to 0.6 s, long enough for the MCU watchdog of the deploy it relays.
+        prefix = ["nice", "-n", str(nice)] if nice else []
+        return subprocess.Popen([*prefix, sys.executable, "-m", "karakuri.launch.cli", "deploy",
                                  str(launch)], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, env=env,
-                                cwd=launch.parent, preexec_fn=lambda: os.nice(nice))
+                                cwd=launch.parent)
 
     @contextlib.contextmanager
     def running(self, launch: Path, nice: int = 0):
