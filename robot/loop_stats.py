@@ -179,7 +179,8 @@ class LoopSummary:
             f"  compute:      {self.compute}",
             f"  link: {self.link}",
             f"  safety interventions: {hit or 'none'}" + (
-                f"; FAULT ({self.fault_kind or 'fault'}, exit {self.exit_code}): {self.fault}"
+                f"; FAULT ({self.fault_kind or 'fault'}, exit {self.exit_code})" + (
+                    "" if self.fault in self.stopped_by else f": {self.fault}")
                 if self.fault else ""),
             f"  {self.realtime}",
         ]
