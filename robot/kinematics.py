@@ -152,16 +152,14 @@ class KinematicChain:
                 if hinge:
                     ax, ay, az = _add(px, py, pz, _mv(m, anchor))
                     if joints_out is not None:
-                        joints_out.append((index, True, np.array(_mv(m, axis)),
-                                           np.array((ax, ay, az))))
+                        joints_out.append((index, True, _mv(m, axis), (ax, ay, az)))
                     m = _mm(m, _rot(axis, value))
                     rx, ry, rz = _mv(m, anchor)
                     px, py, pz = ax - rx, ay - ry, az - rz
                 else:
                     x_axis = _mv(m, axis)
                     if joints_out is not None:
-                        joints_out.append((index, False, np.array(x_axis),
-                                           np.array(_add(px, py, pz, _mv(m, anchor)))))
+                        joints_out.append((index, False, x_axis, (0.0, 0.0, 0.0)))
                     px, py, pz = (px + x_axis[0] * value, py + x_axis[1] * value,
                                   pz + x_axis[2] * value)
         return np.array((px, py, pz)), np.array(m).reshape(3, 3)
@@ -191,16 +189,17 @@ class KinematicChain:
         Rows 0-2 map joint velocities to the tool's linear velocity (m/s), rows 3-5 to its
         angular velocity (rad/s); columns of joints not on the chain are zero.
         """
-        joints: list[tuple[int, bool, np.ndarray, np.ndarray]] = []
+        joints: list[tuple[int, bool, Vec3, Vec3]] = []
         pos, mat = self._walk(self._check(q), joints)
-        tool = pos + mat @ self.tool_pos
+        tx, ty, tz = (pos + mat @ self.tool_pos).tolist()
         jac = np.zeros((6, self.n_joints))
-        for index, hinge, axis, anchor in joints:
-            if hinge:
-                jac[:3, index] += np.cross(axis, tool - anchor)
-                jac[3:, index] += axis
+        for index, hinge, (ax, ay, az), (px, py, pz) in joints:
+            if hinge:  # axis x (tool - anchor), in floats (np.cross costs more than the rest)
+                rx, ry, rz = tx - px, ty - py, tz - pz
+                jac[:, index] += (ay * rz - az * ry, az * rx - ax * rz, ax * ry - ay * rx,
+                                  ax, ay, az)
             else:
-                jac[:3, index] += axis
+                jac[:3, index] += (ax, ay, az)
         return jac
 
     # ----------------------------------------------------------------------- JSON
