@@ -163,15 +163,21 @@ def _workspace_item(model: Any, spec: RobotSpec) -> Item:
             return Item("workspace", "fail", detail + "; " + "; ".join(problems),
                         "tasks.reach.target_low/target_high (or remove them), default_pose")
         return Item("workspace", "ok", detail)
+    radius = rt.joint_radius(spec, cfg.workspace_radius, cfg.episode_s)
     try:
-        pool = rt.workspace_pool(model, spec, cfg.workspace_radius, cfg.min_height)
+        pool = rt.workspace_pool(model, spec, radius, cfg.min_height)
     except ValueError as e:
         return Item("workspace", "fail", str(e), "default_pose, or tasks.reach.target_low/high")
     lo, hi = np.round(pool.min(0), 2).tolist(), np.round(pool.max(0), 2).tolist()
     return Item("workspace", "ok",
-                f"targets from the arm's workspace within {cfg.workspace_radius:g} rad of home: "
+                f"targets from the arm's workspace within {_radius_text(radius)} rad of home: "
                 f"x {lo[0]}..{hi[0]}, y {lo[1]}..{hi[1]}, z {lo[2]}..{hi[2]} m; home tool at "
                 f"{home} m")
+
+
+def _radius_text(radius: np.ndarray) -> str:
+    r = np.round(radius, 3)
+    return f"{r[0]:g}" if np.all(r == r[0]) else str(r.tolist())
 
 
 def _gripper_item(model: Any, spec: RobotSpec) -> Item:

@@ -244,9 +244,8 @@ class Reach(Task):
             if problems:
                 raise ValueError(f"reach on robot {self.robot.name!r}: " + "; ".join(problems))
             return torch.zeros(1, 3)
-        pool = rt.workspace_pool(
-            model, self.robot, self.cfg.workspace_radius, self.cfg.min_height
-        )
+        radius = rt.joint_radius(self.robot, self.cfg.workspace_radius, self.cfg.episode_s)
+        pool = rt.workspace_pool(model, self.robot, radius, self.cfg.min_height)
         return torch.tensor(pool, dtype=torch.float32)
 
     def reset_worlds(

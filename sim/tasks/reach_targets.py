@@ -5,6 +5,8 @@ gives them (``tasks: {reach: {...}}``), reach derives its settings from the robo
 
 * **targets** are tool positions the arm reaches from joint poses within ``workspace_radius``
   rad of home (each arm joint, inside its limits), so every target is reachable and near home;
+  a joint whose passive damping b holds it back (at its effort limit it moves at most
+  effort / b) gets the smaller radius it can cross in an episode;
 * **action scale** per joint: a full action drives the joint at ``SPEED_FRACTION`` of its
   velocity limit once the servo settles, but never slower than ``MIN_SPEED`` (nor faster than
   half its limit): a slow arm must still cross its workspace in an episode (a delta target
@@ -38,11 +40,31 @@ def _speed(robot: RobotSpec) -> np.ndarray:
     return np.minimum(np.maximum(SPEED_FRACTION * v, MIN_SPEED), 0.5 * v)
 
 
+def _damping(robot: RobotSpec) -> np.ndarray:
+    n = robot.n_arm
+    b = np.asarray(robot.extra.get("joint_damping", np.zeros(robot.n_joints)))[:n]
+    return robot.kd[:n] + b
+
+
+def joint_radius(robot: RobotSpec, radius: float, episode_s: float) -> np.ndarray:
+    """Per arm joint: how far from home workspace targets reach, rad. Shape: (n_arm,).
+
+    ``radius``, or less where the joint's own damping b limits it: the servo's force
+    kp·s − kd·v is clipped to the effort limit E while b·v is not, so at steady speed
+    v = kp·s / (kd + b) unless that needs b·v > E, and then v = E / b.  The radius is what
+    90 % of the speed covers in an episode, with the episode length's margin.
+    """
+    n = robot.n_arm
+    b = np.asarray(robot.extra.get("joint_damping", np.zeros(robot.n_joints)))[:n]
+    saturated = 0.9 * robot.effort_limit[:n] / np.maximum(b, 1e-9)
+    speed = np.minimum(_speed(robot), saturated)
+    return np.minimum(radius, speed * episode_s / EPISODE_MARGIN)
+
+
 def derived_action_scale(robot: RobotSpec) -> tuple[float, ...]:
     """Per arm joint: rad of position lead per unit action. Shape: (n_arm,)."""
     n = robot.n_arm
-    damping = np.asarray(robot.extra.get("joint_damping", np.zeros(robot.n_joints)))[:n]
-    kd = robot.kd[:n] + damping
+    kd = _damping(robot)
     speed = _speed(robot)
     scale = np.clip(speed * kd / np.maximum(robot.kp[:n], 1e-9), *SCALE_RANGE)
     return tuple(float(round(s, 5)) for s in scale)
@@ -76,7 +98,9 @@ def home_tool_pos(model: Any, robot: RobotSpec) -> np.ndarray:
     return _fk(model, robot, robot.default_pose[None])[0]
 
 
-def _sample_poses(robot: RobotSpec, radius: float | None, count: int, seed: int) -> np.ndarray:
+def _sample_poses(
+    robot: RobotSpec, radius: float | np.ndarray | None, count: int, seed: int
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n = robot.n_arm
     lo, hi = robot.lower[:n].copy(), robot.upper[:n].copy()
@@ -89,9 +113,12 @@ def _sample_poses(robot: RobotSpec, radius: float | None, count: int, seed: int)
 
 
 def workspace_pool(
-    model: Any, robot: RobotSpec, radius: float, min_height: float, count: int = 4096
+    model: Any, robot: RobotSpec, radius: float | np.ndarray, min_height: float,
+    count: int = 4096,
 ) -> np.ndarray:
     """Reachable tool positions near home (fixed seed). Shape: (K, 3), m, world frame.
+
+    ``radius``: rad from home, one value or one per arm joint (:func:`joint_radius`).
 
     Raises:
         ValueError: fewer than a tenth of them lie above ``min_height`` (home too low).
@@ -101,7 +128,8 @@ def workspace_pool(
     if keep.mean() < 0.1:
         raise ValueError(
             f"robot {robot.name!r}: from its home pose the tool stays below z = {min_height} m "
-            f"in {100 * (1 - keep.mean()):.0f} % of the poses within {radius} rad; raise the "
+            f"in {100 * (1 - keep.mean()):.0f} % of the poses within "
+            f"{np.round(radius, 3).tolist()} rad; raise the "
             "home pose (sidecar default_pose) or give a target box (tasks: {reach: {target_low: "
             "[x, y, z], target_high: [x, y, z]}})"
         )

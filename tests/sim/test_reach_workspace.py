@@ -99,3 +99,21 @@ def test_unknown_reach_key_in_the_sidecar_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(RobotSpecError, match="unknown key tasks.reach.speed; allowed"):
         load_robot(write_arm(tmp_path, tasks={"reach": {"speed": 1}}))
+
+
+def test_heavily_damped_joint_shrinks_the_workspace_to_what_it_crosses(tmp_path: Path) -> None:
+    sc = write_arm(tmp_path, effort_limit=[50.0, 5.0])
+    xml = tmp_path / "two_link.xml"
+    xml.write_text(xml.read_text().replace('range="-2 2" armature="0.05" damping="1"',
+                                           'range="-2 2" armature="0.05" damping="100"'))
+    spec = load_robot(sc)
+    cfg = reach_config(spec)
+    r = rt.joint_radius(spec, cfg.workspace_radius, cfg.episode_s)
+    # j2: effort 5 N*m against joint damping 100 N*m*s/rad: at most 0.05 rad/s; 90 % of it
+    # over the episode, with the 1.5 margin
+    np.testing.assert_allclose(r, [0.4, 0.9 * 0.05 * cfg.episode_s / 1.5], rtol=1e-6)
+    from karakuri.robot.check import check_robot
+
+    _, items = check_robot(sc)
+    speed = next(i for i in items if i.name == "speed")
+    assert "% of their velocity limits" in speed.detail
