@@ -28,7 +28,7 @@ import numpy as np
 from karakuri.robot.spec import RobotSpec
 
 SPEED_FRACTION = 1.0 / 6.0  # full action -> this fraction of the joint's velocity limit
-MIN_SPEED = 0.4  # rad/s: but at least this (at most half the limit)
+MIN_SPEED = 0.5  # rad/s: but at least this, our own arm's (at most half the limit)
 MIN_EPISODE_S = 1.5
 EPISODE_MARGIN = 1.5  # episode = margin x (workspace radius / joint speed)
 SCALE_RANGE = (0.002, 0.2)  # rad per unit action, clipped

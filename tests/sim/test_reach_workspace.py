@@ -28,8 +28,8 @@ def test_derived_settings_follow_servos_and_velocity_limits(tmp_path: Path) -> N
     spec = load_robot(write_arm(tmp_path, velocity_limit=[2.0, 0.5]))
     cfg = reach_config(spec)
     # kp 400, kd 40 + joint damping 1: a full action moves a joint at 1/6 of its limit, but
-    # at least 0.4 rad/s and at most half the limit: 0.4 and 0.25 rad/s here
-    np.testing.assert_allclose(cfg.action_scale, np.array([0.4, 0.25]) * 41 / 400, rtol=1e-3)
+    # at least 0.5 rad/s and at most half the limit: 0.5 and 0.25 rad/s here
+    np.testing.assert_allclose(cfg.action_scale, np.array([0.5, 0.25]) * 41 / 400, rtol=1e-3)
     # crossing 0.4 rad at 0.25 rad/s with margin 1.5 takes 2.4 s
     assert cfg.targets == "workspace" and cfg.episode_s == pytest.approx(2.4)
 
