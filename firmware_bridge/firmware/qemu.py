@@ -234,6 +234,8 @@ class PtyFaultProxy:
         self._thread: threading.Thread | None = None
         self._dev = self._master = self._slave = -1
         self.dropped = 0  # bytes dropped past MAX_BACKLOG
+        self.max_device_backlog = 0  # most bytes ever waiting for the device to take them
+        self.max_pass_s = 0.0  # longest time between two relay passes (this process stalled)
 
     def start(self) -> str:
         """Open both sides and start shuffling bytes; returns the host's port path."""
@@ -250,9 +252,11 @@ class PtyFaultProxy:
         # Bytes a side could not take yet wait here (QEMU's UART takes one byte at a time),
         # so the proxy adds only the configured faults; past MAX_BACKLOG they are dropped.
         backlog = {self._dev: bytearray(), self._master: bytearray()}
+        last = time.monotonic()
         while not self._stop.is_set():
             ready, _, _ = select.select([self._dev, self._master], [], [], 0.002)
             now = time.monotonic()
+            self.max_pass_s, last = max(self.max_pass_s, now - last), now
             for src, chan in ((self._master, self.to_device), (self._dev, self.to_host)):
                 if src in ready:
                     with contextlib.suppress(OSError):  # the host has not opened its side yet
@@ -266,6 +270,8 @@ class PtyFaultProxy:
                 with contextlib.suppress(OSError):  # full for now: retry on the next pass
                     while pending:
                         del pending[:os.write(dst, pending)]
+                if dst == self._dev:
+                    self.max_device_backlog = max(self.max_device_backlog, len(pending))
 
     def close(self) -> None:
         """Stop the thread and close the fds; safe to call twice."""

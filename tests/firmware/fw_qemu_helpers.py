@@ -63,14 +63,28 @@ class Timing:
         board_step_ms: Longest servo step on the board's clock while driving (1 = on time), ms.
         link_rtt_s: Longest COMMAND sent -> STATE showing it applied, s (QEMU's I/O thread
             moves UART bytes one at a time; starved, it delays them with both ends on time).
+        line_backlog: Most bytes the fault proxy ever held for the board (QEMU's UART takes
+            about 10 KB/s here; a 7-joint host at 50 Hz with 5 ms repeats sends 9 KB/s).
+        proxy_stall_s: Longest pause of the fault proxy's relay thread, s.
     """
 
     host_late_s: float = 0.0
     board_step_ms: int = 0
     link_rtt_s: float = 0.0
+    line_backlog: int = 0
+    proxy_stall_s: float = 0.0
 
     def disturbed(self) -> bool:
-        return self.host_late_s > 0.02 or self.board_step_ms > 15 or self.link_rtt_s > 0.03
+        return (self.host_late_s > 0.02 or self.board_step_ms > 15 or self.link_rtt_s > 0.03
+                or self.line_backlog > 200 or self.proxy_stall_s > 0.02)
+
+    def board_at(self, board: QemuBoard, until_us: int) -> dict[str, int]:
+        """The firmware's counters as of board time ``until_us`` (its last line before it:
+        a host that stops sending trips the watchdog 50 ms later, as it should)."""
+        time.sleep(0.3)  # the next KKSTAT line
+        lines = [s for s in board.stats_history() if s["t_ms"] * 1000 <= until_us]
+        assert lines, f"no KKSTAT line before {until_us} µs"
+        return lines[-1]
 
     def link(self, link: SerialLink) -> None:
         rtt = link.round_trip_times()
@@ -97,7 +111,8 @@ def on_time(attempt: Callable[[Timing], None], attempts: int = 3) -> None:
                 raise
             seen.append(f"{str(e).splitlines()[0][:100]} (host {timing.host_late_s * 1e3:.0f} ms "
                         f"late, board step {timing.board_step_ms} ms, link round trip "
-                        f"{timing.link_rtt_s * 1e3:.0f} ms)")
+                        f"{timing.link_rtt_s * 1e3:.0f} ms, line backlog {timing.line_backlog} B, "
+                        f"proxy stall {timing.proxy_stall_s * 1e3:.0f} ms)")
     pytest.skip(f"host or emulator lost real time in all {attempts} attempts (machine "
                 f"overloaded), so no timing claim can be judged: {'; '.join(seen)}")
 
