@@ -132,6 +132,7 @@ def test_description_without_mujoco_reads_the_sidecar_only(monkeypatch):
     desc = load_description("industrial_arm")
     assert desc.spec is None and desc.control_rate_hz == 50.0
     assert desc.limits.upper[2] == pytest.approx(2.8)
-    assert np.isposinf(desc.limits.upper[-1])  # the gripper's range is only in the model
+    assert desc.limits.upper[-1] == pytest.approx(0.04)  # the sidecar repeats the gripper's
+    assert np.all(np.isfinite(desc.limits.lower)) and np.all(np.isfinite(desc.limits.upper))
     d2 = Description.from_spec(spec())
     assert d2.spec is not None and d2.limits.velocity_limit[0] == 2.0
