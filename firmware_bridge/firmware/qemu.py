@@ -13,12 +13,15 @@ Standard library and numpy only (no MuJoCo): this is the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import select
 import shutil
+import struct
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import tty
@@ -83,6 +86,14 @@ def parse_stats(text: str) -> list[dict[str, int]]:
             pairs = (kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
             out.append({k: int(v) for k, v in pairs if v.isdigit()})
     return out
+
+
+def _out_queue(fd: int) -> int:
+    """Bytes written to a tty that its other side has not read yet (TIOCOUTQ)."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except OSError:
+        return 0
 
 
 class QemuBoard:
@@ -270,8 +281,9 @@ class PtyFaultProxy:
                 with contextlib.suppress(OSError):  # full for now: retry on the next pass
                     while pending:
                         del pending[:os.write(dst, pending)]
-                if dst == self._dev:
-                    self.max_device_backlog = max(self.max_device_backlog, len(pending))
+                if dst == self._dev:  # ours plus what the pty holds that QEMU has not read
+                    queued = len(pending) + _out_queue(dst)
+                    self.max_device_backlog = max(self.max_device_backlog, queued)
 
     def close(self) -> None:
         """Stop the thread and close the fds; safe to call twice."""

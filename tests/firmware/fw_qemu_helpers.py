@@ -108,6 +108,7 @@ def on_time(attempt: Callable[[Timing], None], attempts: int = 3) -> None:
             return
         except AssertionError as e:
             if not timing.disturbed():
+                e.add_note(f"kept time: {timing}")
                 raise
             seen.append(f"{str(e).splitlines()[0][:100]} (host {timing.host_late_s * 1e3:.0f} ms "
                         f"late, board step {timing.board_step_ms} ms, link round trip "

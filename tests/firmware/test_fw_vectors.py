@@ -112,7 +112,8 @@ def test_board_header_is_the_industrial_arm_spec() -> None:
     assert int(macro("JOINT_HASH").rstrip("u"), 16) == spec.joint_hash()
     for name, want in (("LOWER", spec.lower), ("UPPER", spec.upper),
                        ("VELOCITY", spec.velocity_limit), ("EFFORT", spec.effort_limit),
-                       ("STOP_DECEL", spec.accel_limit), ("HOME", spec.default_pose)):
+                       ("STOP_DECEL", spec.accel_limit), ("HOME", spec.default_pose),
+                       ("KP", spec.kp), ("KD", spec.kd)):
         np.testing.assert_array_equal(floats(name).astype(np.float32),
                                       np.asarray(want).astype(np.float32), err_msg=name)
 

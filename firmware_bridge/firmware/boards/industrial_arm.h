@@ -13,10 +13,12 @@
 #define KK_ROBOT_EFFORT {150.0f, 150.0f, 150.0f, 28.0f, 28.0f, 28.0f, 60.0f}
 #define KK_ROBOT_STOP_DECEL {15.0f, 15.0f, 15.0f, 25.0f, 25.0f, 25.0f, 1.0f}
 #define KK_ROBOT_HOME {0.0f, -1.5708f, 1.5708f, -1.5708f, -1.5708f, 0.0f, 0.04f}
-/* Simulated servo: inertia = effort limit / (4 x stop decel), so the effort limit allows four
- * times the stop's deceleration (kg m^2, or kg for the finger); a critically damped PD loop
- * at 100 rad/s (10 ms time constant) on that inertia. */
-#define KK_ROBOT_INERTIA {2.5f, 2.5f, 2.5f, 0.28f, 0.28f, 0.28f, 15.0f}
-#define KK_ROBOT_SERVO_WN 100.0f
+/* Simulated servo, per joint as the MuJoCo arm's position actuators: the spec's kp (N m/rad,
+ * N/m) and kd (N m s/rad, N s/m), the joint damping of the model, and the diagonal of its
+ * joint-space inertia at the home pose, armature included (kg m^2; kg for the finger). */
+#define KK_ROBOT_KP {2000.0f, 2000.0f, 2000.0f, 500.0f, 500.0f, 500.0f, 1000.0f}
+#define KK_ROBOT_KD {200.0f, 200.0f, 200.0f, 50.0f, 50.0f, 50.0f, 40.0f}
+#define KK_ROBOT_DAMPING {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 5.0f}
+#define KK_ROBOT_INERTIA {1.2715f, 2.6217f, 1.0477f, 0.0978f, 0.0714f, 0.0509f, 0.06f}
 
 #endif

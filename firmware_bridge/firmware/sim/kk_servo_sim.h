@@ -1,9 +1,11 @@
 /* A simulated joint drive for boards without motors (the QEMU port): each joint is a rigid
- * inertia driven by a PD servo,
- *     u = clip(J (kp (q_ref - q) + kd (v_ref - dq)) + tau_ff, +-effort_limit),
- * the feed-forward inside the clip, speed clipped to the velocity limit (rate- and
- * effort-limited tracking), stepped with semi-implicit Euler.  Hard stops 0.05 (rad or m)
- * outside the position limits.  kp, kd are per unit inertia (1/s^2, 1/s). */
+ * inertia J with viscous damping b, driven by a PD servo with both feed-forwards inside the
+ * effort clip,
+ *     u = clip(kp (q_ref - q) + kd (v_ref - dq) + tau_ff, +-effort_limit),
+ *     J ddq = u - b dq,
+ * speed clipped to the velocity limit (rate- and effort-limited tracking), stepped with
+ * semi-implicit Euler.  No gravity (the arm compensates it) and no coupling between joints.
+ * Hard stops 0.05 (rad or m) outside the position limits. */
 #ifndef KK_SERVO_SIM_H
 #define KK_SERVO_SIM_H
 
@@ -14,7 +16,7 @@
 typedef struct {
     uint8_t n;
     float q[KK_MAX_JOINTS], dq[KK_MAX_JOINTS], effort[KK_MAX_JOINTS];
-    float kp[KK_MAX_JOINTS], kd[KK_MAX_JOINTS], inertia[KK_MAX_JOINTS]; /* 1/s^2, 1/s */
+    float kp[KK_MAX_JOINTS], kd[KK_MAX_JOINTS], damping[KK_MAX_JOINTS], inertia[KK_MAX_JOINTS];
     float lower[KK_MAX_JOINTS], upper[KK_MAX_JOINTS];
     float velocity_limit[KK_MAX_JOINTS], effort_limit[KK_MAX_JOINTS];
     float peak_speed[KK_MAX_JOINTS]; /* fastest |dq| seen, for the tests */

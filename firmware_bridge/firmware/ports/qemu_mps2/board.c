@@ -171,7 +171,8 @@ int main(void) {
     static const float lower[] = KK_ROBOT_LOWER, upper[] = KK_ROBOT_UPPER;
     static const float vel[] = KK_ROBOT_VELOCITY, eff[] = KK_ROBOT_EFFORT;
     static const float decel[] = KK_ROBOT_STOP_DECEL, home[] = KK_ROBOT_HOME;
-    static const float inertia[] = KK_ROBOT_INERTIA;
+    static const float inertia[] = KK_ROBOT_INERTIA, damping[] = KK_ROBOT_DAMPING;
+    static const float kp[] = KK_ROBOT_KP, kd[] = KK_ROBOT_KD;
     kk_limits_t lim = {0};
     lim.n = KK_ROBOT_N;
     lim.joint_hash = KK_ROBOT_JOINT_HASH;
@@ -185,8 +186,9 @@ int main(void) {
         lim.effort_limit[i] = drive.effort_limit[i] = eff[i];
         lim.stop_decel[i] = decel[i];
         drive.q[i] = home[i];
-        drive.kp[i] = KK_ROBOT_SERVO_WN * KK_ROBOT_SERVO_WN; /* critically damped */
-        drive.kd[i] = 2.0f * KK_ROBOT_SERVO_WN;
+        drive.kp[i] = kp[i];
+        drive.kd[i] = kd[i];
+        drive.damping[i] = damping[i];
         drive.inertia[i] = inertia[i];
     }
     UART_BAUDDIV(UART0) = 16u;
