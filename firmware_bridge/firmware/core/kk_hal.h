@@ -24,7 +24,9 @@ void kk_hal_write_joints(const float *q_ref, const float *v_ref, const float *ta
  * blocks; returns how many were copied. */
 size_t kk_hal_uart_read(uint8_t *buf, size_t max);
 
-/* Queue bytes for transmission; must not drop bytes of a frame (block or buffer). */
+/* Queue bytes for transmission without waiting on the line (a TX ring drained by the TX
+ * interrupt or DMA).  When the queue is full (nobody reading), drop bytes and count them:
+ * the receiver counts the broken frame, as it would on a noisy line. */
 void kk_hal_uart_write(const uint8_t *buf, size_t n);
 
 #endif
