@@ -154,4 +154,5 @@ def test_jump_is_judged_on_the_robot_clock():
 
 def test_reported_speed_beyond_physics_is_refused():
     mon = StateMonitor(BOUNDS)
-    assert "reports 14/s" in mon.check(js([0.0, 0.0], dq=(0.0, 14.0)))
+    assert "reports 14/s, more than 5 x its limit 2/s" in mon.check(js([0.0, 0.0], dq=(0, 14)))
+    assert mon.check(js([0.0, 0.0], dq=(0.0, 4.4))) is None  # a contact spike, not motion
