@@ -7,6 +7,8 @@ verdict (``ok``, ``warn``, ``fail``) and, when not ok, the sidecar key that fixe
 * ``servos``: how each commanded joint is driven (and what the loader changed);
 * ``gravity``: sag at home with a zero action for one reach episode (target = measured pose);
 * ``speed``: joint speed under reach's largest action, against the velocity limits;
+* ``lead``: the position lead that speed takes, against how far the joint moves in one
+  control period (a lead below that is eaten by one period of latency in the deployed loop);
 * ``workspace``: where reach's targets come from, and whether home and the targets agree;
 * ``gripper``: gripper joints found and how the fingers are coupled; actuated joints the
   sidecar does not command.
@@ -145,8 +147,25 @@ def _dynamics_items(model: Any, spec: RobotSpec) -> list[Item]:
                      "tasks.reach.action_scale (larger), or kd")
     else:
         speed = Item("speed", "ok", detail)
-    return [sag_item, speed,
+    return [sag_item, speed, _lead_item(spec, cfg.ctrl_dt),
             Item("episode", "ok", f"{cfg.episode_s:g} s per episode at {1 / cfg.ctrl_dt:g} Hz")]
+
+
+def _lead_item(spec: RobotSpec, ctrl_dt: float) -> Item:
+    """Lead per unit of speed, (kd + b) / kp s, against one control period."""
+    n = spec.n_arm
+    b = np.asarray(spec.extra.get("joint_damping", np.zeros(spec.n_joints)))[:n]
+    periods = (spec.kd[:n] + b) / np.maximum(spec.kp[:n], 1e-9) / ctrl_dt
+    short = [spec.arm_joints[i] for i in np.flatnonzero(periods < 1.0)]
+    detail = (f"a full action's position lead is {np.round(periods, 2).tolist()} control "
+              "periods of the motion it causes")
+    if short:
+        return Item("lead", "fail",
+                    f"{detail}; on {short} one period of loop latency (or the safety filter's "
+                    "acceleration limit) eats the whole action: it trains in sim and can fail "
+                    "deployed",
+                    f"kd (servo damping) for {short}, so (kd + b) / kp >= {ctrl_dt:g} s")
+    return Item("lead", "ok", detail)
 
 
 def _workspace_item(model: Any, spec: RobotSpec) -> Item:

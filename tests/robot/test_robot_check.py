@@ -19,7 +19,7 @@ def verdicts(path: str | Path) -> dict[str, tuple[str, str, str]]:
 def test_a_well_posed_arm_passes_every_item(tmp_path: Path) -> None:
     v = verdicts(write_arm(tmp_path))
     assert {k: x[0] for k, x in v.items()} == {
-        "load": "ok", "servos": "ok", "gravity": "ok", "speed": "ok", "episode": "ok",
+        "load": "ok", "servos": "ok", "gravity": "ok", "speed": "ok", "lead": "ok", "episode": "ok",
         "workspace": "ok", "gripper": "ok",
     }
     assert "gravity compensation: sidecar" in v["gravity"][1]
@@ -35,6 +35,14 @@ def test_sag_without_gravity_compensation_fails_naming_the_key(tmp_path: Path) -
 def test_too_large_action_scale_fails_the_speed_item(tmp_path: Path) -> None:
     v = verdicts(write_arm(tmp_path, tasks={"reach": {"action_scale": 0.5}}))
     assert v["speed"][0] == "fail" and "tasks.reach.action_scale" in v["speed"][2]
+
+
+def test_a_lead_shorter_than_one_control_period_fails_naming_kd(tmp_path: Path) -> None:
+    # kd 1 + joint damping 1 over kp 400: the lead is 0.25 control periods of the motion
+    v = verdicts(write_arm(tmp_path, kd=[1.0, 40.0]))
+    verdict, detail, fix = v["lead"]
+    assert verdict == "fail" and "[0.25, 5.12]" in detail
+    assert fix.startswith("kd (servo damping) for ['j1']")
 
 
 def test_home_outside_a_sidecar_box_fails_the_workspace_item(tmp_path: Path) -> None:
