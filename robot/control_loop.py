@@ -399,6 +399,8 @@ class ControlLoop:
     def _final_hold(self) -> None:
         q = self._guard.final_pose(self.link.latest_state(), time.monotonic(),
                                    self.config.stale_fault_s, self.safety.hold_target())
+        lim = self.safety.limits  # the MCU holds where it is; no target leaves the limits
+        q = np.minimum(np.maximum(q, lim.lower), lim.upper)
         try:
             self.link.send_command(np.asarray(q, np.float64), CommandMode.HOLD)
         except LinkError as e:

@@ -119,11 +119,11 @@ def test_finding_1_honest_file_with_a_far_target_stays_inside_the_envelope(tmp_p
     assert s.interventions["velocity"] > 0 or s.interventions["accel"] > 0
     log = seen[0].log_copy
     q = np.array([c for _, _, c in log], np.float64)  # (mcu time, seq, target)
-    while len(q) > 1 and np.array_equal(q[-2], q[-1]):
-        q = q[:-1]
-    q = q[:-1]  # the final HOLD (and its resends) is the measured pose, not a filtered target
     assert len(q) > 20
     assert np.all(q >= SPEC.lower - 1e-5) and np.all(q <= SPEC.upper + 1e-5)
+    while len(q) > 1 and np.array_equal(q[-2], q[-1]):
+        q = q[:-1]
+    q = q[:-1]  # the final HOLD is the measured pose (the arm lags its target): no step limit
     step = np.abs(np.diff(q, axis=0)).max(axis=0)
     dt = 1.0 / SPEC.control_rate_hz
     assert np.all(step <= SPEC.velocity_limit * dt * (1 + 1e-4) + 1e-6), step / dt
