@@ -21,10 +21,10 @@ RATE_HZ = 50.0
 
 
 class Recorder:
-    """Polls ``latest_state`` every millisecond and keeps each new STATE (by device time)."""
+    """Polls ``latest_state`` every ``period_s`` and keeps each new STATE (by device time)."""
 
-    def __init__(self, link: SerialLink) -> None:
-        self.link, self.states = link, []
+    def __init__(self, link: SerialLink, period_s: float = 0.001) -> None:
+        self.link, self.states, self.period_s = link, [], period_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -36,7 +36,7 @@ class Recorder:
             if s is not None and s.device_time_us != last:
                 last = s.device_time_us
                 self.states.append(s)
-            time.sleep(0.001)
+            time.sleep(self.period_s)
 
     def stop(self) -> list[JointState]:
         """Stop polling; the STATEs seen, oldest first."""
