@@ -98,6 +98,7 @@ class HostCore:
         self.handshake_error: str | None = None
         self.handshaking = self.link_up = False
         self._lock = threading.Lock()
+        self._cmd_lock = threading.Lock()
         self._faults: list[str] = []
         self._faults_tail: collections.deque[str] = collections.deque(maxlen=KEEP_FAULTS)
         self._fault_ids: set[int] = set()
@@ -129,16 +130,23 @@ class HostCore:
         return Hello(cmd_us, state_us)
 
     def send_command(self, cmd: Command, now: float) -> None:
-        """Send ``cmd`` now if the link is up (else count it dropped); remember it for resends."""
-        self._last_cmd = (cmd, now)
-        if not self.link_up:
-            self.extra["tx_dropped"] += 1
-            return
-        self._send_command_frame(cmd, now)
+        """Send ``cmd`` now if the link is up (else count it dropped); remember it for resends.
+
+        Atomic with the reader thread's resend: a resend of the previous COMMAND can never go
+        out after ``cmd`` (it would carry a newer seq, and the MCU would apply the older
+        target after the newer one, e.g. after the loop's final HOLD).
+        """
+        with self._cmd_lock:
+            self._last_cmd = (cmd, now)
+            if not self.link_up:
+                self.extra["tx_dropped"] += 1
+                return
+            self._send_command_frame(cmd, now)
 
     def forget_command(self) -> None:
         """Stop repeating the newest COMMAND (after an e-stop)."""
-        self._last_cmd = None
+        with self._cmd_lock:
+            self._last_cmd = None
 
     def _send_command_frame(self, cmd: Command, now: float) -> None:
         seq = self.send(cmd)
@@ -287,11 +295,12 @@ class HostCore:
             self._hello_due = now + HELLO_RETRY_S
             self.send(self._hello())
         self._retry_pending(now)
-        last, resend = self._last_cmd, self.resend_period_s
-        if (resend and last is not None and self.link_up
-                and now - last[1] < self.command_period_s and now - self._last_cmd_tx >= resend):
-            self.extra["resends"] += 1
-            self._send_command_frame(last[0], now)
+        with self._cmd_lock:  # never a resend of an older COMMAND after a newer one
+            last, resend = self._last_cmd, self.resend_period_s
+            if (resend and last is not None and self.link_up and now - last[1] <
+                    self.command_period_s and now - self._last_cmd_tx >= resend):
+                self.extra["resends"] += 1
+                self._send_command_frame(last[0], now)
         timeout = self.state_timeout_s or max(0.05, 5 * self._state_period())
         if self.link_up and not self._in_timeout and now - self._last_state_rx > timeout:
             self._in_timeout = True

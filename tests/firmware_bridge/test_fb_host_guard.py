@@ -153,3 +153,34 @@ def test_caps_with_another_command_period_is_refused():
                 SPEC.velocity_limit, SPEC.effort_limit)
     host.feed(encode_frame(caps, 1, 0), 0.0)
     assert "accepted a COMMAND period of 2000 µs, not the 1000 µs" in host.handshake_error
+
+
+def test_a_resend_never_overtakes_a_newer_command():
+    """The reader thread's resend of COMMAND k must not go out after COMMAND k+1 (the final
+    HOLD was being overridden by a late resend of the last POSITION target)."""
+    import threading
+
+    order: list[str] = []
+    newer = Command(0, np.ones(N, np.float32))
+    threads: list[threading.Thread] = []
+    core: HostCore
+
+    def send(msg):
+        if isinstance(msg, Command) and not order and msg.mode == 1:
+            other = threading.Thread(target=core.send_command, args=(newer, 1.012))
+            threads.append(other)
+            other.start()  # the loop thread sends the HOLD while the resend is being written
+            other.join(0.1)
+            order.append("resend")
+            return 10
+        if isinstance(msg, Command):
+            order.append("hold" if msg.mode == 0 else "position")
+        return 11
+
+    core = HostCore(SPEC, "/dev/test", 0.02, None, 0.005, None, lambda m: 1)
+    core.link_up = True
+    core.send_command(Command(1, np.zeros(N, np.float32)), 1.0)
+    core.send = send
+    core.housekeeping(1.010)  # a resend is due
+    threads[0].join(2.0)
+    assert order == ["resend", "hold"]

@@ -126,4 +126,6 @@ def test_finding_1_honest_file_with_a_far_target_stays_inside_the_envelope(tmp_p
     q = q[:-1]  # the final HOLD is the measured pose (the arm lags its target): no step limit
     step = np.abs(np.diff(q, axis=0)).max(axis=0)
     dt = 1.0 / SPEC.control_rate_hz
-    assert np.all(step <= SPEC.velocity_limit * dt * (1 + 1e-4) + 1e-6), step / dt
+    steps = np.abs(np.diff(q, axis=0))
+    over = np.flatnonzero((steps > SPEC.velocity_limit * dt * (1 + 1e-4) + 1e-6).any(axis=1))
+    assert np.all(step <= SPEC.velocity_limit * dt * (1 + 1e-4) + 1e-6), (step / dt, over, len(q))
