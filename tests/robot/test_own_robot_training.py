@@ -2,7 +2,8 @@
 
 Each arm is given by its sidecar alone (robot/descriptions/thirdparty/), trained by the
 default TrainConfig on CPU, evaluated on 200 fixed-seed episodes, exported, and deployed over
-the pty against the virtual MCU on targets from its own workspace.
+the pty against the virtual MCU on 40 targets from its own workspace (12 resolve only
+8.3 pp steps).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def test_sil_within_5_points_of_sim(trained: tuple, tmp_path: Path) -> None:
     from karakuri.sim.registry import make_env
 
     arm, run = trained
-    env = make_env("reach", load_robot(ARMS[arm]), num_worlds=12, seed=5, randomize=False)
+    env = make_env("reach", load_robot(ARMS[arm]), num_worlds=40, seed=5, randomize=False)
     env.reset()
     targets = env.task.target.tolist()
     episode_s = env.task.cfg.episode_s
@@ -67,6 +68,6 @@ def test_sil_within_5_points_of_sim(trained: tuple, tmp_path: Path) -> None:
         "success_radius_m": 0.02,
     }))
     par = sil_parity(launch, telemetry=tmp_path / "sil.mcap", log=lambda s: None)
-    assert par.episodes == 12 and par.deploy.summary.fault is None
+    assert par.episodes == 40 and par.deploy.summary.fault is None
     assert par.gap_pp <= 5.0, (par.loop_success, par.sim_success)
     assert torch.isfinite(torch.tensor(par.sim["final_distance_mean"]))
