@@ -373,6 +373,9 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
     """:func:`deploy` once the policy file is trusted; ``audit`` notes what the loop runs."""
     verified = audit.trust.data if audit.trust is not None else b""
     policy = policy if policy is not None else load_policy(cfg, verified or None)
+    from karakuri.launch.preflight import preflight
+
+    preflight(cfg, policy)  # telemetry path, loop thresholds, commands: before any link opens
     if isinstance(description, RobotSpec):
         description = Description.from_spec(description)
     desc = description if description is not None else resolve_description(cfg)
