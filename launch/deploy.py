@@ -304,8 +304,10 @@ def realtime_for(cfg: LaunchConfig, plant: Plant | None,
     rt = cfg.realtime
     if plant is None or (rt.sched_fifo_priority <= 0 and not rt.mlockall):
         return rt
-    log("realtime: SCHED_FIFO and mlockall left off: the SIL plant runs in this process and "
-        "would be starved by a real-time loop thread (they stay on for serial and ros2 links)")
+    where = ("the emulated board (QEMU) shares this machine's cores" if cfg.link_kind == "qemu"
+             else "the SIL plant runs in this process")
+    log(f"realtime: SCHED_FIFO and mlockall left off: {where} and would be starved by a "
+        "real-time loop thread (they stay on for serial and ros2 links)")
     return dataclasses.replace(rt, sched_fifo_priority=0, mlockall=False)
 
 

@@ -298,7 +298,7 @@ class LaunchConfig:
 
     @property
     def link_kind(self) -> str:
-        """``serial``, ``sil`` or ``ros2``."""
+        """``serial``, ``sil``, ``qemu`` or ``ros2``."""
         return next(k for k, t in _LINK_TYPES.items() if isinstance(self.link, t))
 
 
