@@ -28,7 +28,7 @@ sysdeps:
 	else echo "sysdeps: not root and no password-less sudo: firmware tests will skip"; exit 0; fi; \
 	if ! command -v apt-get >/dev/null; then \
 	    echo "sysdeps: no apt-get; install qemu-system-arm and the arm-none-eabi toolchain"; exit 0; fi; \
-	$$sudo apt-get update -q && $$sudo apt-get install -y -q qemu-system-arm \
+	$$sudo apt-get update -q && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-system-arm \
 	    gcc-arm-none-eabi libnewlib-arm-none-eabi || echo "sysdeps: install failed: firmware tests will skip"
 
 demo: $(STAMP) sysdeps
