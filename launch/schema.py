@@ -13,66 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import yaml
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig
-from karakuri.firmware_bridge.firmware.qemu import QemuLinkConfig
-from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.firmware_bridge.serial_link import SerialLinkConfig
 from karakuri.launch.care import CareSection
+from karakuri.launch.schema_links import _LINK_TYPES, LINK_KINDS, LinkConfig, SilLinkConfig
+from karakuri.launch.schema_reader import LaunchError, _Ctx
 from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets, PlantSignal
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
-
-LINK_KINDS = ("serial", "sil", "ros2", "qemu")
-
-
-class LaunchError(ValueError):
-    """A launch file is malformed; the message names the file, the key and the fix."""
-
-
-@dataclass(frozen=True)
-class SilLinkConfig:
-    """``link:`` with ``kind: sil``: a virtual MCU on a pty driving the robot's MuJoCo model.
-
-    The host side is the same :class:`SerialLink` as on hardware, opened on the pty.
-
-    Attributes:
-        faults: Link faults injected by the virtual MCU (``corrupt_byte_rate``,
-            ``drop_frame_rate``, ``delay_frame_rate``, ``delay_s``, ``fault_direction``,
-            ``fault_seed``); none by default.
-        paced: Pace the physics to the wall clock (off: as fast as the CPU allows).
-        state_rate_hz: STATE rate, Hz; default: the loop rate.
-        link_path: Also expose the pty at this path (a symlink), e.g. for other tools.
-        handshake_timeout_s: How long the host waits for CAPS, the ARM ACK and a STATE, s.
-        record_commands: Keep every applied COMMAND in the virtual MCU (fault tests).
-    """
-
-    faults: FaultConfig = field(default_factory=FaultConfig)
-    paced: bool = True
-    state_rate_hz: float | None = None
-    link_path: str = ""
-    handshake_timeout_s: float = 5.0
-    record_commands: bool = False
-
-    def __post_init__(self) -> None:
-        if self.state_rate_hz is not None and not self.state_rate_hz > 0:
-            raise ValueError(f"state_rate_hz: {self.state_rate_hz} must be > 0 Hz")
-        if not self.handshake_timeout_s > 0:
-            raise ValueError(f"handshake_timeout_s: {self.handshake_timeout_s} must be > 0 s")
-
-
-LinkConfig = SerialLinkConfig | SilLinkConfig | Ros2LinkConfig | QemuLinkConfig
-_LINK_TYPES: dict[str, type] = {"serial": SerialLinkConfig, "sil": SilLinkConfig,
-                                 "qemu": QemuLinkConfig,
-                                 "ros2": Ros2LinkConfig}
 
 
 @dataclass(frozen=True)
@@ -337,118 +290,8 @@ def parse_launch(data: Any, source: Path) -> LaunchConfig:
     return cfg
 
 
-class _Ctx:
-    """Walks YAML against dataclass type hints; every error names the file and key path."""
-
-    def __init__(self, source: Path) -> None:
-        self.source = source
-        self.base = source.parent
-
-    def fail(self, key: str, msg: str) -> LaunchError:
-        return LaunchError(f"{self.source}: {key or '(top level)'}: {msg}")
-
-    def build(self, cls: type, data: Any, key: str, extra: Mapping[str, Any] = ()) -> Any:
-        if not isinstance(data, Mapping):
-            raise self.fail(key, f"expected a mapping of keys, got {data!r}")
-        hints = typing.get_type_hints(cls)
-        fields_ = {f.name: f for f in dataclasses.fields(cls)
-                   if f.init and f.metadata.get("yaml", True)}
-        for k in data:
-            if k not in fields_:
-                raise self.fail(_join(key, str(k)), f"unknown key {k!r}; allowed keys here: "
-                                f"{sorted(fields_)}")
-        kwargs = dict(extra)
-        for name, f in fields_.items():
-            sub = _join(key, name)
-            if name in data:
-                kwargs[name] = self.convert(hints[name], data[name], sub)
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise self.fail(sub, f"missing required key {name!r} ({_describe(hints[name])})")
-        try:
-            return cls(**kwargs)
-        except (ValueError, TypeError) as e:
-            raise self.fail(key, str(e)) from e
-
-    def convert(self, tp: Any, v: Any, key: str) -> Any:
-        origin, args = get_origin(tp), get_args(tp)
-        if tp is LinkConfig or (origin in (typing.Union, types.UnionType)
-                                and Ros2LinkConfig in args):
-            return self.link(v, key)
-        if origin in (typing.Union, types.UnionType):
-            inner = [a for a in args if a is not type(None)]
-            if v is None and len(inner) < len(args):
-                return None
-            return self.convert(inner[0], v, key)
-        if dataclasses.is_dataclass(tp):
-            return self.build(tp, v, key)
-        if origin is Literal:
-            if v not in args:
-                raise self.fail(key, f"{v!r} is not one of {list(args)}")
-            return v
-        if origin is tuple:
-            return self.sequence(args, v, key)
-        if origin in (dict, Mapping) or tp in (dict, Mapping):
-            if not isinstance(v, Mapping):
-                raise self.fail(key, f"expected a mapping, got {v!r}")
-            return {str(k): self.convert(args[1], x, _join(key, str(k))) for k, x in v.items()}
-        return self.scalar(tp, v, key)
-
-    def sequence(self, args: tuple[Any, ...], v: Any, key: str) -> tuple[Any, ...]:
-        if not isinstance(v, list | tuple):
-            raise self.fail(key, f"expected a list ({_describe(tuple[args])}), got {v!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(self.convert(args[0], x, f"{key}[{i}]") for i, x in enumerate(v))
-        if len(v) != len(args):
-            raise self.fail(key, f"expected {len(args)} values, got {len(v)}: {v!r}")
-        return tuple(self.convert(a, x, f"{key}[{i}]") for i, (a, x) in enumerate(zip(args, v,
-                                                                                     strict=True)))
-
-    def scalar(self, tp: Any, v: Any, key: str) -> Any:
-        if tp is bool:
-            ok = isinstance(v, bool)
-        elif tp is int:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        elif tp is float:
-            ok = isinstance(v, int | float) and not isinstance(v, bool)
-            v = float(v) if ok else v
-        elif tp is str:
-            ok = isinstance(v, str)
-        elif tp is Path:
-            ok = isinstance(v, str) and bool(v)
-            v = (self.base / Path(v).expanduser()).resolve() if ok else v
-        else:
-            raise self.fail(key, f"internal: no reader for type {tp!r}")
-        if not ok:
-            raise self.fail(key, f"expected {_describe(tp)}, got {v!r} ({type(v).__name__})")
-        return v
-
-    def link(self, v: Any, key: str) -> LinkConfig:
-        if not isinstance(v, Mapping) or "kind" not in v:
-            raise self.fail(key, f"expected a mapping with 'kind' (one of {list(LINK_KINDS)}), "
-                                 f"got {v!r}")
-        kind = v["kind"]
-        if kind not in _LINK_TYPES:
-            raise self.fail(_join(key, "kind"), f"{kind!r} is not one of {list(LINK_KINDS)}")
-        return self.build(_LINK_TYPES[kind], {k: x for k, x in v.items() if k != "kind"}, key)
-
-
-def _join(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _describe(tp: Any) -> str:
-    if tp is LinkConfig:
-        return f"a mapping with kind: {' | '.join(LINK_KINDS)}"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-             Path: "a path (relative to the launch file)"}
-    if tp in names:
-        return names[tp]
-    if get_origin(tp) is tuple:
-        return "a list of " + ("numbers" if get_args(tp)[0] is float else "values")
-    return getattr(tp, "__name__", str(tp))
-
-
-__all__ = ["CommandConfig", "LaunchConfig", "LaunchError", "LoopSection", "PlantSignalSection",
+__all__ = ["LINK_KINDS", "CommandConfig", "LaunchConfig", "LaunchError", "LinkConfig",
+           "LoopSection", "PlantSignalSection",
            "SafetyOverrides",
            "SerialLinkConfig", "SilLinkConfig", "TargetBox", "TrustSection", "WorkspaceBox",
            "load_launch",
