@@ -19,44 +19,13 @@ import yaml
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("mujoco")
 
-from onnx import TensorProto, helper  # noqa: E402
+from trust_helpers import hold_policy  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
 from karakuri.launch.cli import USAGE_ERROR, main  # noqa: E402
-from karakuri.policies.metadata import PolicyMetadata  # noqa: E402
 from karakuri.robot.registry import load_robot  # noqa: E402
 
 IN_BOX = [0.45, 0.1, 0.3]  # inside reach's target box, m
-
-
-def hold_policy(path: Path) -> Path:
-    """A reach policy file for industrial_arm, built by hand: it holds the default pose."""
-    spec = load_robot("industrial_arm")
-    n, a, f32 = spec.n_joints, spec.n_arm, TensorProto.FLOAT
-    sizes = (("joint_pos", n), ("joint_vel", n), ("command", 3), ("last_action", a))
-    inputs = [helper.make_tensor_value_info(k, f32, ["B", s]) for k, s in sizes]
-    outputs = [helper.make_tensor_value_info("joint_target", f32, ["B", n]),
-               helper.make_tensor_value_info("action", f32, ["B", a])]
-    home = helper.make_tensor("home", f32, [n], spec.default_pose.astype(np.float32).tolist())
-    zero = helper.make_tensor("zero", f32, [], [0.0])
-    nodes = [helper.make_node("Mul", ["joint_pos", "zero"], ["zq"]),
-             helper.make_node("Add", ["zq", "home"], ["joint_target"]),
-             helper.make_node("Mul", ["last_action", "zero"], ["action"])]
-    model = helper.make_model(helper.make_graph(nodes, "hold", inputs, outputs, [home, zero]),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    meta = PolicyMetadata(
-        robot_name=spec.name, joint_names=spec.joint_names, lower=tuple(spec.lower),
-        upper=tuple(spec.upper), control_rate_hz=spec.control_rate_hz,
-        action_type="joint_position",
-        inputs={"joint_pos": {"shape": ["B", n], "unit": "rad"},
-                "joint_vel": {"shape": ["B", n], "unit": "rad/s"},
-                "command": {"shape": ["B", 3], "unit": "m"},
-                "last_action": {"shape": ["B", a], "unit": "1"}},
-        robot_spec=spec.to_dict(), task="reach", run_id="hand-built")
-    helper.set_model_props(model, meta.to_props())
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -17,50 +17,18 @@ import yaml
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("mujoco")
 
-from onnx import TensorProto, helper  # noqa: E402
+from trust_helpers import hold_policy  # noqa: E402
 
 from karakuri.firmware_bridge.link import CommandMode  # noqa: E402
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
 from karakuri.launch.schema import load_launch  # noqa: E402
-from karakuri.policies.metadata import PolicyMetadata  # noqa: E402
-from karakuri.robot.registry import load_robot  # noqa: E402
 
 TOOL_AT_HOME = np.array([0.492, 0.134, 0.3575])  # industrial_arm's tool at its default pose, m
 TOOL_AWAY = TOOL_AT_HOME + np.array([0.1, 0.0, 0.0])
 
 
-def policy_file(path: Path, poison: bool = False) -> Path:
-    spec = load_robot("industrial_arm")
-    n, a = spec.n_joints, spec.n_arm
-    f32 = TensorProto.FLOAT
-    inputs = [helper.make_tensor_value_info(name, f32, ["B", size]) for name, size in
-              (("joint_pos", n), ("joint_vel", n), ("command", 3), ("last_action", a))]
-    outputs = [helper.make_tensor_value_info("joint_target", f32, ["B", n]),
-               helper.make_tensor_value_info("action", f32, ["B", a])]
-    home = helper.make_tensor("home", f32, [n], spec.default_pose.astype(np.float32).tolist())
-    gain = helper.make_tensor("gain", f32, [], [float("nan") if poison else 0.0])
-    nodes = [helper.make_node("Mul", ["joint_pos", "gain"], ["zero_q"]),
-             helper.make_node("Add", ["zero_q", "home"], ["joint_target"]),
-             helper.make_node("Mul", ["last_action", "gain"], ["action"])]
-    graph = helper.make_graph(nodes, "hold", inputs, outputs, initializer=[home, gain])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    meta = PolicyMetadata(
-        robot_name=spec.name, joint_names=spec.joint_names, lower=tuple(spec.lower),
-        upper=tuple(spec.upper), control_rate_hz=spec.control_rate_hz,
-        action_type="joint_position",
-        inputs={"joint_pos": {"shape": ["B", n], "unit": "rad"},
-                "joint_vel": {"shape": ["B", n], "unit": "rad/s"},
-                "command": {"shape": ["B", 3], "unit": "m"},
-                "last_action": {"shape": ["B", a], "unit": "1"}},
-        robot_spec=spec.to_dict(), task="reach", run_id="hand-built")
-    helper.set_model_props(model, meta.to_props())
-    onnx.save(model, path)
-    return path
-
-
 def launch(tmp_path: Path, poison: bool = False, **kw) -> Path:
-    policy_file(tmp_path / "policy.onnx", poison)
+    hold_policy(tmp_path / "policy.onnx", gain=float("nan") if poison else 0.0)
     data = {"robot": "industrial_arm", "policy": "policy.onnx",
             "link": {"kind": "sil", "record_commands": True},
             "command": {"targets": [TOOL_AT_HOME.tolist(), TOOL_AWAY.tolist()],

@@ -1,4 +1,7 @@
-"""Policy files, keys and launch files for the trust and audit tests (built by hand with onnx)."""
+"""Policy files, keys and launch files built by hand with onnx (no torch export: seconds).
+
+The launch tests (trust, audit, deploy over SIL, CLI errors) share :func:`hold_policy`.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,15 @@ from karakuri.robot.registry import load_robot
 TOOL_AT_HOME = [0.492, 0.134, 0.3575]  # industrial_arm's tool at its default pose, m
 
 
-def hold_policy(path: Path, run_id: str = "hand-built") -> Path:
-    """A policy file for the industrial arm that commands its default pose."""
+def hold_policy(path: Path, run_id: str = "hand-built", gain: float = 0.0) -> Path:
+    """A reach policy file for the industrial arm that commands its default pose.
+
+    Args:
+        path: Where to write the ONNX file.
+        run_id: The metadata's run id.
+        gain: Multiplies the inputs before the default pose is added: 0 holds the pose;
+            NaN makes every output NaN from the first tick.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -27,7 +37,7 @@ def hold_policy(path: Path, run_id: str = "hand-built") -> Path:
     outputs = [helper.make_tensor_value_info("joint_target", f32, ["B", n]),
                helper.make_tensor_value_info("action", f32, ["B", a])]
     home = helper.make_tensor("home", f32, [n], spec.default_pose.astype(np.float32).tolist())
-    gain = helper.make_tensor("gain", f32, [], [0.0])
+    gain = helper.make_tensor("gain", f32, [], [gain])
     nodes = [helper.make_node("Mul", ["joint_pos", "gain"], ["zero_q"]),
              helper.make_node("Add", ["zero_q", "home"], ["joint_target"]),
              helper.make_node("Mul", ["last_action", "gain"], ["action"])]
