@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from karakuri.launch.cli import usage_error
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``audit``."""
@@ -34,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         rep = verify_log(path)
     except AuditError as e:
-        print(f"karakuri audit verify: {e}", file=sys.stderr)
-        return 2
+        return usage_error("audit verify", e)
     if not rep.ok:
         print(f"karakuri audit verify: {path}: line {rep.bad_line}: {rep.problem} "
               f"({rep.records} records before it verify)", file=sys.stderr)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from karakuri.launch.cli import usage_error
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.policies.onnx_policy import OnnxPolicy
 from karakuri.policies.policy import PolicyError
@@ -216,12 +216,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = dataclass_from_args(BenchInferenceConfig, args)
     except ValueError as e:
-        print(f"karakuri bench inference: {e}", file=sys.stderr)
-        return 2
+        return usage_error("bench inference", e)
     if cfg.policy is not None and not cfg.mlp and not cfg.policy.is_file():
         what = "is a directory" if cfg.policy.is_dir() else "does not exist"
-        print(f"karakuri bench inference: policy file {cfg.policy} {what}", file=sys.stderr)
-        return 2
+        return usage_error("bench inference", f"policy file {cfg.policy} {what}")
     with tempfile.TemporaryDirectory() as tmp:
         path = cfg.policy or Path(tmp) / f"mlp_{'_'.join(map(str, cfg.hidden))}.onnx"
         try:
@@ -229,8 +227,7 @@ def run(args: argparse.Namespace) -> int:
             policy = OnnxPolicy(path, providers=list(cfg.providers) or None,
                                 intra_op_threads=cfg.threads)
         except (PolicyError, OSError) as e:  # not ONNX, not ours, unreadable, unwritable
-            print(f"karakuri bench inference: {e}", file=sys.stderr)
-            return 2
+            return usage_error("bench inference", e)
         return _bench(cfg, policy, path, module)
 
 

@@ -7,8 +7,9 @@ that repeat its keys.  Imports no torch; MuJoCo only for ``link: {kind: sil}``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from karakuri.launch.cli import usage_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_launch(args.launch)
         result = deploy(cfg)
     except (LaunchError, LoopError, PolicyError, RobotSpecError, LinkError) as e:
-        print(f"karakuri deploy: {e}", file=sys.stderr)
-        return 2
+        return usage_error("deploy", e)
     s = result.summary
     print(s.format())
     if result.telemetry is not None:

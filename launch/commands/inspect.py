@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from karakuri.launch.cli import usage_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -119,14 +120,12 @@ def run(args: argparse.Namespace) -> int:
     from karakuri.policies.signing import TrustError
 
     if not args.policy.is_file():
-        print(f"karakuri inspect: {args.policy} does not exist or is not a file", file=sys.stderr)
-        return 2
+        return usage_error("inspect", f"{args.policy} does not exist or is not a file")
     try:
         meta = read_metadata(args.policy)
         sig = signature_status(args.policy, args.trust)
     except (PolicyError, TrustError) as e:
-        print(f"karakuri inspect: {e}", file=sys.stderr)
-        return 2
+        return usage_error("inspect", e)
     if args.json:
         from dataclasses import asdict
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from karakuri.launch.cli import usage_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         priv, pub, kid = generate_keypair(args.out, args.name)
     except TrustError as e:
-        print(f"karakuri keygen: {e}", file=sys.stderr)
-        return 2
+        return usage_error("keygen", e)
     print(f"private key {priv} (keep it secret: a CI secret or an HSM, never in the repo)")
     print(f"public key  {pub} (list it under trust.keys on each edge box)")
     print(f"key id      {kid}")

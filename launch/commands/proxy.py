@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
-import sys
 import threading
 import time
 from typing import Any
 
 from karakuri.firmware_bridge.fault_proxy import DIRECTIONS, DirectionFaults, FaultProxy
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, Hello, Message
+from karakuri.launch.cli import usage_error
 
 _MESSAGES: dict[str, Message] = {
     "hello": Hello(20_000),  # a foreign host's handshake (it disarms the MCU)
@@ -84,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
                            link_path=args.link_path)
         port = proxy.open()
     except (ValueError, OSError) as e:
-        print(f"karakuri proxy: {e}", file=sys.stderr)
-        return 2
+        return usage_error("proxy", e)
 
     def on_term(signum: int, frame: Any) -> None:
         proxy.request_stop()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from karakuri.launch.cli import usage_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,14 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from karakuri.policies.signing import TrustError, read_signature, sign_file
 
     if not args.policy.is_file():
-        print(f"karakuri sign: {args.policy} does not exist or is not a file", file=sys.stderr)
-        return 2
+        return usage_error("sign", f"{args.policy} does not exist or is not a file")
     try:
         out = sign_file(args.policy, args.key, args.signer)
         sig = read_signature(args.policy)
     except (TrustError, OSError) as e:
-        print(f"karakuri sign: {e}", file=sys.stderr)
-        return 2
+        return usage_error("sign", e)
     assert sig is not None  # just written
     print(f"signed {args.policy} (sha256 {sig.sha256}) with key {sig.key_id}: {out}")
     return 0

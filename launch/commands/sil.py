@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from typing import Any
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
+from karakuri.launch.cli import usage_error
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 
 
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
                          dataclass_from_args(FaultConfig, args))
         port = mcu.open()
     except (RobotSpecError, ValueError, OSError) as e:
-        print(f"karakuri sil: {e}", file=sys.stderr)
-        return 2
+        return usage_error("sil", e)
 
     def on_term(signum: int, frame: Any) -> None:
         mcu.request_stop()

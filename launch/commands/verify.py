@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from karakuri.launch.cli import usage_error
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``verify``."""
@@ -24,13 +26,11 @@ def run(args: argparse.Namespace) -> int:
     from karakuri.policies.signing import TrustError, load_trusted, verify_file
 
     if not args.policy.is_file():
-        print(f"karakuri verify: {args.policy} does not exist or is not a file", file=sys.stderr)
-        return 2
+        return usage_error("verify", f"{args.policy} does not exist or is not a file")
     try:
         keys = load_trusted(args.trust)
     except TrustError as e:
-        print(f"karakuri verify: {e}", file=sys.stderr)
-        return 2
+        return usage_error("verify", e)
     try:
         v = verify_file(args.policy, keys)
     except TrustError as e:
