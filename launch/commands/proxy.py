@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import threading
 import time
-from typing import Any
 
 from karakuri.firmware_bridge.fault_proxy import DIRECTIONS, DirectionFaults, FaultProxy
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, Hello, Message
 from karakuri.launch.cli import usage_error
+from karakuri.launch.foreground import stop_on_signals
 
 _MESSAGES: dict[str, Message] = {
     "hello": Hello(20_000),  # a foreign host's handshake (it disarms the MCU)
@@ -86,32 +85,26 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         return usage_error("proxy", e)
 
-    def on_term(signum: int, frame: Any) -> None:
-        proxy.request_stop()
+    with stop_on_signals(proxy.request_stop):
+        print(f"port: {port}", flush=True)
+        print(f"fault proxy: {args.mcu} <-> {port}; to_mcu {faults['to_mcu']}, to_host "
+              f"{faults['to_host']}; Ctrl-C to stop", flush=True)
+        done = threading.Event()
 
-    # Before 'port:' is printed: whoever starts us and reads it may signal at once.
-    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    print(f"port: {port}", flush=True)
-    print(f"fault proxy: {args.mcu} <-> {port}; to_mcu {faults['to_mcu']}, to_host "
-          f"{faults['to_host']}; Ctrl-C to stop", flush=True)
-    done = threading.Event()
+        def script() -> None:
+            for at, direction, what in injections:
+                if done.wait(max(0.0, proxy.t0 + at - time.monotonic())):
+                    return
+                proxy.inject(direction, what)  # type: ignore[arg-type]
 
-    def script() -> None:
-        for at, direction, what in injections:
-            if done.wait(max(0.0, proxy.t0 + at - time.monotonic())):
-                return
-            proxy.inject(direction, what)  # type: ignore[arg-type]
-
-    threading.Thread(target=script, name="proxy-script", daemon=True).start()
-    try:
-        proxy.run(args.duration_s)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        done.set()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        proxy.close()
+        threading.Thread(target=script, name="proxy-script", daemon=True).start()
+        try:
+            proxy.run(args.duration_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            done.set()
+            proxy.close()
     counts = {k: v for k, v in proxy.counters().items() if v}
     print(f"proxy stopped; counters: {counts}", flush=True)
     return 0

@@ -9,13 +9,12 @@ a stable symlink to the pty.  The fault flags make the line noisy.
 from __future__ import annotations
 
 import argparse
-import signal
-from typing import Any
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
 from karakuri.launch.cli import usage_error
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+from karakuri.launch.foreground import stop_on_signals
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,23 +45,17 @@ def run(args: argparse.Namespace) -> int:
     except (RobotSpecError, ValueError, OSError) as e:
         return usage_error("sil", e)
 
-    def on_term(signum: int, frame: Any) -> None:
-        mcu.request_stop()
-
-    # Before 'port:' is printed: whoever starts us and reads it may signal at once.
-    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    print(f"port: {port}", flush=True)
-    print(f"virtual MCU: robot {spec.name!r}, {spec.n_joints} joints, joint hash "
-          f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
-          f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
-    try:
-        mcu.run(args.duration_s)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        mcu.stop()
+    with stop_on_signals(mcu.request_stop):
+        print(f"port: {port}", flush=True)
+        print(f"virtual MCU: robot {spec.name!r}, {spec.n_joints} joints, joint hash "
+              f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
+              f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
+        try:
+            mcu.run(args.duration_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            mcu.stop()
     counts = {k: v for k, v in mcu.counters().items() if v}
     print(f"stopped at t={mcu.sim_time:.3f} s ({mcu.mode.value}); counters: {counts}", flush=True)
     return 0
