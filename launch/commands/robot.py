@@ -67,7 +67,7 @@ _GRAVITY = {
 
 
 def _check(args: argparse.Namespace) -> int:
-    from karakuri.robot.check import check_robot, format_items
+    from karakuri.sim.robot_check import check_robot, format_items
 
     _, items = check_robot(args.robot)
     print(format_items(items))

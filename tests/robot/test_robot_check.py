@@ -8,7 +8,7 @@ import pytest
 from own_robot_helpers import ARMS, write_arm
 
 from karakuri.launch.cli import main
-from karakuri.robot.check import check_robot
+from karakuri.sim.robot_check import check_robot
 
 
 def verdicts(path: str | Path) -> dict[str, tuple[str, str, str]]:

@@ -112,7 +112,7 @@ def test_heavily_damped_joint_shrinks_the_workspace_to_what_it_crosses(tmp_path:
     # j2: effort 5 N*m against joint damping 100 N*m*s/rad: at most 0.05 rad/s; 90 % of it
     # over the episode, with the 1.5 margin
     np.testing.assert_allclose(r, [0.4, 0.9 * 0.05 * cfg.episode_s / 1.5], rtol=1e-6)
-    from karakuri.robot.check import check_robot
+    from karakuri.sim.robot_check import check_robot
 
     _, items = check_robot(sc)
     speed = next(i for i in items if i.name == "speed")
