@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from karakuri.firmware_bridge.clock_sync import ClockSync
-from karakuri.firmware_bridge.link import JointState, LinkCounters, LinkError, StatusBits
 from karakuri.firmware_bridge.protocol import (
     Ack,
     AckResult,
@@ -37,6 +36,7 @@ from karakuri.firmware_bridge.protocol import (
     State,
     describe_fault,
 )
+from karakuri.robot.link import JointState, LinkCounters, LinkError, StatusBits
 from karakuri.robot.spec import RobotSpec
 
 RETRY_S = 0.02

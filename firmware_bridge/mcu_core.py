@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.mcu_reference import McuLimits, StopCause, StopRamp, slew
 from karakuri.firmware_bridge.messages import BAD_JOINT_COUNT, BAD_VALUE, WATCHDOG_NO_COMMAND
 from karakuri.firmware_bridge.protocol import (
@@ -46,6 +45,7 @@ from karakuri.firmware_bridge.protocol import (
     next_seq,
     seq_distance,
 )
+from karakuri.robot.link import CommandMode, StatusBits
 
 WATCHDOG_PERIODS = 3
 WATCHDOG_MAX_US = 50_000

@@ -14,7 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from karakuri.firmware_bridge.codec import LengthError, MessageError
-from karakuri.firmware_bridge.link import CommandMode
+from karakuri.robot.link import CommandMode
 
 MAX_JOINTS = 60
 """Most joints one message can carry within the 1024-byte payload (CAPS is the largest)."""
@@ -212,7 +212,7 @@ class State(Message):
     """MCU → host, at the STATE period; the header's time_us is when it was sampled.
 
     Attributes:
-        status: :class:`~karakuri.firmware_bridge.link.StatusBits` as an integer.
+        status: :class:`~karakuri.robot.link.StatusBits` as an integer.
         last_cmd_seq: Sequence number of the last COMMAND the MCU applied since the last ARM;
             0 for none (a host never sends seq 0).
         q: Joint positions, rad or m. Shape: (n_joints,).
@@ -255,7 +255,7 @@ class Command(Message):
     """Host → MCU, once per control period: joint targets for the MCU's servo.
 
     Attributes:
-        mode: :class:`~karakuri.firmware_bridge.link.CommandMode`.
+        mode: :class:`~karakuri.robot.link.CommandMode`.
         q_target: Joint position targets, rad or m. Shape: (n_joints,).
         velocity: Optional velocity feed-forward, rad/s or m/s. Shape: (n_joints,).
         effort: Optional effort feed-forward, N·m or N. Shape: (n_joints,).

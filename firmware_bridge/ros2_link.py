@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import (
+from karakuri.firmware_bridge.ros2_config import CONTROLLER_TYPES, Ros2LinkConfig
+from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos, stamp_ns
+from karakuri.robot.link import (
     CommandMode,
     JointState,
     LinkCounters,
@@ -26,8 +28,6 @@ from karakuri.firmware_bridge.link import (
     NotConnectedError,
     StatusBits,
 )
-from karakuri.firmware_bridge.ros2_config import CONTROLLER_TYPES, Ros2LinkConfig
-from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos, stamp_ns
 from karakuri.robot.spec import RobotSpec
 
 try:
@@ -50,7 +50,7 @@ _RT_SAMPLES = 100_000
 
 
 class Ros2Link:
-    """A :class:`~karakuri.firmware_bridge.link.Link` over ROS 2 topics to ros2_control.
+    """A :class:`~karakuri.robot.link.Link` over ROS 2 topics to ros2_control.
 
     Args:
         spec: The robot; its joint names (with ``config.joint_prefix``) are looked up in

@@ -1,4 +1,4 @@
-"""A :class:`~karakuri.firmware_bridge.link.Link` to an MCU over a serial port (pyserial).
+"""A :class:`~karakuri.robot.link.Link` to an MCU over a serial port (pyserial).
 
 A background thread reads the port and feeds a :class:`~.host_core.HostCore`, so
 :meth:`SerialLink.latest_state` only returns a reference and :meth:`SerialLink.send_command`
@@ -26,13 +26,6 @@ import numpy as np
 import serial
 
 from karakuri.firmware_bridge.host_core import HandshakeError, HostCore
-from karakuri.firmware_bridge.link import (
-    CommandMode,
-    JointState,
-    LinkCounters,
-    LinkError,
-    NotConnectedError,
-)
 from karakuri.firmware_bridge.port_lock import PortInUseError, PortLock, holders, set_exclusive
 from karakuri.firmware_bridge.protocol import (
     Caps,
@@ -44,6 +37,13 @@ from karakuri.firmware_bridge.protocol import (
 )
 from karakuri.firmware_bridge.serial_port import SerialLinkConfig, _write_nonblocking
 from karakuri.robot.envelope import LimitSet
+from karakuri.robot.link import (
+    CommandMode,
+    JointState,
+    LinkCounters,
+    LinkError,
+    NotConnectedError,
+)
 from karakuri.robot.spec import RobotSpec
 
 __all__ = ["CommandError", "HandshakeError", "SerialLink", "SerialLinkConfig"]

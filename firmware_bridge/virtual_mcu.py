@@ -13,7 +13,7 @@ MCU clock is the simulation time).  Physics is paced to the wall clock; when the
 more than ``max_lag_s`` behind it skips ahead rather than stepping in a burst, and counts an
 overrun.
 
-**Faults** (:class:`~karakuri.firmware_bridge.fault_injection.FaultConfig`): corrupt bytes,
+**Faults** (:class:`~karakuri.firmware_bridge.fault_channel.FaultConfig`): corrupt bytes,
 drop or delay frames in either direction, cut the link (both directions silent), or unplug
 the port (the pty disappears, as a USB cable pulled out; :meth:`VirtualMCU.replug` brings a
 new one back behind the same ``link_path``).
@@ -31,47 +31,21 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
 import mujoco
 import numpy as np
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
-from karakuri.firmware_bridge.link import StatusBits
+from karakuri.firmware_bridge.fault_channel import FaultConfig
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.firmware_bridge.mujoco_plant import MujocoPlant
+from karakuri.firmware_bridge.virtual_mcu_config import VirtualMCUConfig
+from karakuri.robot.link import StatusBits
 from karakuri.robot.spec import RobotSpec
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class VirtualMCUConfig:
-    """How the virtual MCU runs.
-
-    Attributes:
-        link_path: Keep a symlink to the pty at this path, stable across unplug and replug;
-            empty for none (then the port is the bare /dev/pts/N).
-        state_rate_hz: STATE rate until a HELLO asks for another, Hz; None: the robot's
-            control rate.
-        realtime: Pace the physics to the wall clock (off: as fast as the CPU allows).
-        max_lag_s: Behind the wall clock by more than this, skip ahead instead of catching up, s.
-        record_commands: Keep every applied COMMAND target (tests check none was corrupted).
-    """
-
-    link_path: str = ""
-    state_rate_hz: float | None = None
-    realtime: bool = True
-    max_lag_s: float = 0.02
-    record_commands: bool = False
-
-    def __post_init__(self) -> None:
-        if self.state_rate_hz is not None and self.state_rate_hz <= 0:
-            raise ValueError(f"state_rate_hz={self.state_rate_hz} must be > 0 (or None)")
-        if self.max_lag_s <= 0:
-            raise ValueError(f"max_lag_s={self.max_lag_s} must be > 0")
 
 
 class VirtualMCU:
@@ -168,7 +142,7 @@ class VirtualMCU:
         end = None if duration_s is None else self.sim_time + duration_s
         while not self._stop_event.is_set() and (end is None or self.sim_time < end - 1e-9):
             self._serve_requests()
-            wait = next_wall - time.monotonic() if self.config.realtime else 0.0
+            wait = next_wall - time.monotonic() if self.config.paced else 0.0
             if wait > 0:
                 if self._master < 0:
                     time.sleep(wait)
@@ -245,7 +219,7 @@ class VirtualMCU:
         with self._lock:
             out = dict(asdict(self.core.counters))
             for name, ch in (("rx", self._rx), ("tx", self._tx)):
-                out.update({f"{name}_{k}": v for k, v in asdict(ch.stats).items()})
+                out.update({f"{name}_{k}": v for k, v in ch.counters.fault_counts().items()})
             out.update(overruns=self.overruns, tx_overflows=self.tx_overflows)
             return out
 
@@ -253,7 +227,7 @@ class VirtualMCU:
         """Replace the link faults (counts of the previous ones are reset)."""
         def apply() -> None:
             self.faults = faults
-            self._rx, self._tx = FaultyChannel(faults, 0), FaultyChannel(faults, 1)
+            self._rx, self._tx = faults.channels()
         self._call(apply)
 
     def cut_link(self) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.messages import MESSAGES, Message, MsgType
+from karakuri.robot.link import CommandMode
 
 VECTORS_FILE = "vectors/wire_vectors.json"
 

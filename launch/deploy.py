@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import Link
 from karakuri.launch.deploy_audit import DeployAudit
 from karakuri.launch.deploy_resolve import (
     load_policy,
@@ -33,7 +32,6 @@ from karakuri.launch.deploy_resolve import (
     resolve_spec,
 )
 from karakuri.launch.schema import LaunchConfig, LaunchError, SilLinkConfig
-from karakuri.policies.policy import Policy
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
 from karakuri.robot.envelope import (
     Description,
@@ -41,8 +39,10 @@ from karakuri.robot.envelope import (
     EnvelopeError,
     LimitSet,
 )
+from karakuri.robot.link import Link
 from karakuri.robot.loop_commands import Episode
 from karakuri.robot.loop_stats import LoopSummary
+from karakuri.robot.policy import Policy
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import (
     ForwardKinematics,

@@ -11,7 +11,6 @@ import dataclasses
 
 from karakuri.launch.schema import LaunchConfig, LaunchError
 from karakuri.policies.metadata import PolicyMetadata
-from karakuri.policies.policy import Policy, PolicyError
 from karakuri.robot.envelope import (
     Description,
     Envelope,
@@ -20,6 +19,7 @@ from karakuri.robot.envelope import (
     load_description,
     policy_claims,
 )
+from karakuri.robot.policy import Policy, PolicyError
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from karakuri.launch.schema import LaunchConfig, LaunchError
-from karakuri.policies.policy import Policy
 from karakuri.robot.loop_commands import CommandSource, Episode, PlantSignal
+from karakuri.robot.policy import Policy
 from karakuri.robot.spec import RobotSpec
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from karakuri.launch.outputs import OutputPathError, check_output_file
 from karakuri.launch.schema import LaunchConfig, LaunchError
-from karakuri.policies.policy import Policy
+from karakuri.robot.policy import Policy
 from karakuri.robot.spec import RobotSpec
 
 

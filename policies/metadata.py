@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from karakuri.policies.policy import PolicyError
+from karakuri.robot.policy import PolicyError
 
 #: The layout of ``metadata_props`` written by this code.  A reader refuses newer files.
 FORMAT_VERSION = 1

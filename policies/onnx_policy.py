@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from karakuri.policies.metadata import PolicyMetadata
-from karakuri.policies.policy import PolicyError
+from karakuri.robot.policy import PolicyError
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 log = logging.getLogger(__name__)

@@ -52,7 +52,7 @@ class PersonSource(Protocol):
 
 
 class StateLike(Protocol):
-    """The fields of a :class:`~karakuri.firmware_bridge.link.JointState` the stage reads."""
+    """The fields of a :class:`~karakuri.robot.link.JointState` the stage reads."""
 
     position: np.ndarray
     velocity: np.ndarray

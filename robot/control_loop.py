@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import CommandMode, JointState, Link, LinkError, StatusBits
-from karakuri.policies.policy import Policy
+from karakuri.robot.link import CommandMode, JointState, Link, LinkError, StatusBits
 from karakuri.robot.loop_commands import CommandSource, Episode, EpisodeSchedule
 from karakuri.robot.loop_config import STOP_SIGNALS, LoopConfig, LoopError, stop_reason
 from karakuri.robot.loop_stats import EpisodeOutcome, LatencyHistogram, LoopSummary
+from karakuri.robot.policy import Policy
 from karakuri.robot.realtime import RealtimeConfig, RealtimeSetup
 from karakuri.robot.safety import SafetyFilter
 from karakuri.robot.state_check import LoopGuard, StateBounds

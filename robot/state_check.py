@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import JointState, StatusBits
+from karakuri.robot.link import JointState, StatusBits
 
 _WRAP_US = 1 << 32  # the wire's time_us wraps at 2**32 µs
 

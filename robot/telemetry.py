@@ -183,7 +183,7 @@ class McapTelemetry:
 
         Args:
             t: Tick start, monotonic s.
-            state: A :class:`~karakuri.firmware_bridge.link.JointState`, or None.
+            state: A :class:`~karakuri.robot.link.JointState`, or None.
             policy: The policy's target, rad, shape (n,); None when it did not run.
             target: The target sent after the safety filter, rad. Shape: (n,).
             mode: Command mode sent (0 hold, 1 position).

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
-from karakuri.firmware_bridge.link import LinkError
+from karakuri.robot.link import LinkError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 DEFAULT_ELF = FIRMWARE_DIR / "build" / "qemu" / "karakuri_fw.elf"

@@ -34,7 +34,7 @@ import onnxruntime as ort
 from karakuri.launch.cli import usage_error
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.policies.onnx_policy import OnnxPolicy
-from karakuri.policies.policy import PolicyError
+from karakuri.robot.policy import PolicyError
 
 # Targets of issue 3 for a 256-128-64 MLP on the reference machine.
 TARGET_P50_US, TARGET_P99_US, TARGET_EAGER_RATIO = 20.0, 100.0, 3.0

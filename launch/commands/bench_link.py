@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.protocol import Command, encode_frame
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+from karakuri.robot.link import CommandMode, StatusBits
 
 _ECHO = """
 import os, sys

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from karakuri.firmware_bridge.link import CommandMode, JointState, LinkCounters
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
+from karakuri.robot.link import CommandMode, JointState, LinkCounters
 from karakuri.robot.loop_stats import LatencyHistogram, LoopSummary, Percentiles
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyFilter, SafetyLimits

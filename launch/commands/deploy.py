@@ -32,11 +32,11 @@ def run(args: argparse.Namespace) -> int:
     (``karakuri.robot.loop_stats.EXIT_CODES``: 1 policy/filter, 3 robot, 4 bad state, 5 stale
     state, 6 link).
     """
-    from karakuri.firmware_bridge.link import LinkError
     from karakuri.launch.deploy import deploy
     from karakuri.launch.schema import LaunchError, load_launch
-    from karakuri.policies.policy import PolicyError
     from karakuri.robot.control_loop import LoopError
+    from karakuri.robot.link import LinkError
+    from karakuri.robot.policy import PolicyError
     from karakuri.robot.spec import RobotSpecError
 
     try:

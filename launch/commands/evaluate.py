@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     from karakuri.launch.cli import usage_error
     from karakuri.launch.outputs import check_output_file
     from karakuri.policies.evaluate import evaluate_source, funnel_table, record_video
-    from karakuri.policies.policy import PolicyError
+    from karakuri.robot.policy import PolicyError
 
     src = Path(args.source)
     if not src.exists():

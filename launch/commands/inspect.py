@@ -33,7 +33,7 @@ def read_metadata(path: Path) -> Any:
     import onnxruntime as ort
 
     from karakuri.policies.metadata import PolicyMetadata
-    from karakuri.policies.policy import PolicyError
+    from karakuri.robot.policy import PolicyError
 
     try:
         session = ort.InferenceSession(path.read_bytes(), providers=["CPUExecutionProvider"])
@@ -116,8 +116,8 @@ def _pkgs(d: Any) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Exit code 0, 1 when --trust was given and the signature does not verify, 2 unreadable."""
-    from karakuri.policies.policy import PolicyError
     from karakuri.policies.signing import TrustError
+    from karakuri.robot.policy import PolicyError
 
     if not args.policy.is_file():
         return usage_error("inspect", f"{args.policy} does not exist or is not a file")

@@ -26,10 +26,10 @@ import yaml
 from onnx import TensorProto, helper
 
 from karakuri.firmware_bridge.fault_proxy import DirectionFaults, FaultProxy
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.protocol import Command, State
 from karakuri.launch.schema import LaunchConfig
 from karakuri.policies.metadata import PolicyMetadata
+from karakuri.robot.link import CommandMode, StatusBits
 from karakuri.robot.registry import load_robot
 from karakuri.robot.spec import RobotSpec
 

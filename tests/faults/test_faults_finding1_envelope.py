@@ -16,7 +16,7 @@ pytest.importorskip("mujoco")
 
 from fault_rig import FAR, SPEC, Rig, exit_code, launch_file, policy_file, sent_arm
 
-from karakuri.firmware_bridge.link import CommandMode
+from karakuri.robot.link import CommandMode
 
 
 def refused(tmp_path, policy):

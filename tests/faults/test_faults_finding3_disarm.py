@@ -28,8 +28,8 @@ from fault_rig import (
     stopped_by,
 )
 
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, Hello
+from karakuri.robot.link import CommandMode
 
 
 def run_with(tmp_path, inject, hold_s=4.0):

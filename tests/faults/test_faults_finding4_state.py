@@ -29,8 +29,8 @@ from fault_rig import (
 )
 
 from karakuri.firmware_bridge.fault_proxy import DirectionFaults
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.protocol import State
+from karakuri.robot.link import CommandMode
 
 ELBOW = SPEC.joint_names.index("elbow")
 

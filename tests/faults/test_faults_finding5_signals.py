@@ -30,7 +30,7 @@ from fault_rig import (
 )
 from mcap.reader import make_reader
 
-from karakuri.firmware_bridge.link import CommandMode
+from karakuri.robot.link import CommandMode
 
 
 def read_mcap(path):

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from karakuri.firmware_bridge.firmware.qemu import QemuBoard
-from karakuri.firmware_bridge.link import JointState, StatusBits
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
+from karakuri.robot.link import JointState, StatusBits
 from karakuri.robot.registry import load_robot
 
 SPEC = load_robot("industrial_arm")

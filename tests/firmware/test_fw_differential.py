@@ -14,7 +14,6 @@ from fw_harness import COUNTERS, Harness
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits
 from karakuri.firmware_bridge.protocol import (
     Ack,
@@ -29,6 +28,7 @@ from karakuri.firmware_bridge.protocol import (
     encode_frame,
     encode_payload,
 )
+from karakuri.robot.link import CommandMode
 
 N = 3
 SERVO_US, STATE_US = 1000, 4000

@@ -16,7 +16,7 @@ from fw_qemu_helpers import SPEC, Recorder, Timing, connect, drive, on_time, wai
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig
 from karakuri.firmware_bridge.firmware.qemu import QemuBoard, QemuLinkConfig
-from karakuri.firmware_bridge.link import StatusBits
+from karakuri.robot.link import StatusBits
 
 
 def test_board_boots_and_joints_track_without_speeding(firmware_elf: Path) -> None:

@@ -13,9 +13,9 @@ pytest.importorskip("mujoco")
 
 from fb_helpers import drive
 
-from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 from karakuri.launch.cli import main
+from karakuri.robot.link import StatusBits
 from karakuri.robot.registry import load_robot
 
 

@@ -23,7 +23,6 @@ from karakuri.firmware_bridge.codec import (
     cobs_encode,
     crc32,
 )
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.protocol import (
     MAX_ENCODED,
     Command,
@@ -45,6 +44,7 @@ from karakuri.firmware_bridge.wire_vectors import (
     message_from_json,
     render_doc_section,
 )
+from karakuri.robot.link import CommandMode
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-protocol.md"
 VECTORS = load_vectors()

@@ -10,13 +10,13 @@ pytest.importorskip("mujoco")
 from fb_helpers import drive, on_time, smoothstep_path, wait_for
 
 from karakuri.firmware_bridge.fault_injection import FaultConfig
-from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 from karakuri.firmware_bridge.virtual_mcu import (
     MujocoPlant,
     VirtualMCU,
     VirtualMCUConfig,
 )
+from karakuri.robot.link import StatusBits
 from karakuri.robot.registry import load_robot
 
 REACH = np.array([0.4, 0.3, -0.3, 0.2, 0.2, 0.3, -0.02])

@@ -14,7 +14,6 @@ from karakuri.firmware_bridge.codec import (
     cobs_encode,
     crc32,
 )
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits
 from karakuri.firmware_bridge.protocol import (
     Ack,
@@ -33,6 +32,7 @@ from karakuri.firmware_bridge.protocol import (
     encode_frame,
     encode_payload,
 )
+from karakuri.robot.link import CommandMode
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 u16 = st.integers(0, 0xFFFF)

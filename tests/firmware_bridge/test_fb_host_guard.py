@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from karakuri.firmware_bridge.clock_sync import WRAP_US, ClockSync
 from karakuri.firmware_bridge.host_core import KEEP_FAULTS, HostCore
-from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.protocol import (
     Ack,
     AckResult,
@@ -21,6 +20,7 @@ from karakuri.firmware_bridge.protocol import (
     State,
     encode_frame,
 )
+from karakuri.robot.link import StatusBits
 from karakuri.robot.spec import RobotSpec
 
 N = 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.firmware_bridge.protocol import (
     Ack,
@@ -24,6 +23,7 @@ from karakuri.firmware_bridge.protocol import (
     State,
     encode_frame,
 )
+from karakuri.robot.link import CommandMode, StatusBits
 
 DT = 0.002
 N = 3

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.firmware_bridge.protocol import Arm, Command, Estop, Hello, Message, encode_frame
+from karakuri.robot.link import CommandMode
 
 mujoco = pytest.importorskip("mujoco")
 from karakuri.firmware_bridge.mujoco_plant import MujocoPlant  # noqa: E402

@@ -19,7 +19,6 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from karakuri.firmware_bridge.link import CommandMode
 from karakuri.firmware_bridge.mcu_core import McuCore, McuLimits, McuMode
 from karakuri.firmware_bridge.protocol import (
     Arm,
@@ -31,6 +30,7 @@ from karakuri.firmware_bridge.protocol import (
     next_seq,
     seq_distance,
 )
+from karakuri.robot.link import CommandMode
 
 DT = 0.01  # a coarse servo period keeps the runs short; the rules do not depend on it
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

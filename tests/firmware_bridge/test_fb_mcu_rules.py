@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 from test_fb_mcu_core import DT, N, Rig, faults
 
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
 from karakuri.firmware_bridge.mcu_core import McuMode
 from karakuri.firmware_bridge.protocol import (
     Ack,
@@ -23,6 +22,7 @@ from karakuri.firmware_bridge.protocol import (
     State,
     describe_fault,
 )
+from karakuri.robot.link import CommandMode, StatusBits
 
 POS = Command(CommandMode.POSITION, [0.1] * N)
 

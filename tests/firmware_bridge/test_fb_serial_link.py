@@ -11,13 +11,6 @@ pytest.importorskip("mujoco")
 
 from fb_helpers import drive, on_time, smoothstep_path, wait_for
 
-from karakuri.firmware_bridge.link import (
-    CommandMode,
-    Link,
-    LinkError,
-    NotConnectedError,
-    StatusBits,
-)
 from karakuri.firmware_bridge.protocol import Hello, encode_frame
 from karakuri.firmware_bridge.serial_link import (
     CommandError,
@@ -26,6 +19,13 @@ from karakuri.firmware_bridge.serial_link import (
     SerialLinkConfig,
 )
 from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
+from karakuri.robot.link import (
+    CommandMode,
+    Link,
+    LinkError,
+    NotConnectedError,
+    StatusBits,
+)
 from karakuri.robot.registry import load_robot
 from karakuri.robot.spec import RobotSpec
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-from karakuri.firmware_bridge.link import CommandMode, JointState, LinkCounters
 from karakuri.launch.cli import main
 from karakuri.launch.deploy import deploy, resolve_rate, resolve_spec
 from karakuri.launch.schema import LaunchError, load_launch
 from karakuri.robot.envelope import Description
+from karakuri.robot.link import CommandMode, JointState, LinkCounters
 from karakuri.robot.spec import RobotSpec
 
 N = 2

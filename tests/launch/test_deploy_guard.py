@@ -15,10 +15,10 @@ pytest.importorskip("mujoco")
 
 from test_deploy_sil import launch
 
-from karakuri.firmware_bridge.link import StatusBits
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, State, encode_frame
 from karakuri.launch import deploy as deploy_mod
 from karakuri.launch.schema import load_launch
+from karakuri.robot.link import StatusBits
 from karakuri.robot.loop_stats import EXIT_CODES
 
 ELBOW = 2

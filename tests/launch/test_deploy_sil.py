@@ -19,9 +19,9 @@ pytest.importorskip("mujoco")
 
 from trust_helpers import hold_policy  # noqa: E402
 
-from karakuri.firmware_bridge.link import CommandMode  # noqa: E402
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
 from karakuri.launch.schema import load_launch  # noqa: E402
+from karakuri.robot.link import CommandMode  # noqa: E402
 
 TOOL_AT_HOME = np.array([0.492, 0.134, 0.3575])  # industrial_arm's tool at its default pose, m
 TOOL_AWAY = TOOL_AT_HOME + np.array([0.1, 0.0, 0.0])

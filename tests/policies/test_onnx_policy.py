@@ -11,7 +11,7 @@ import pytest
 from policy_file_helpers import ARM, GRIPPER, exported, robot_signals, torch_act, toy_spec
 
 from karakuri.policies.onnx_policy import OnnxPolicy
-from karakuri.policies.policy import Policy, PolicyError
+from karakuri.robot.policy import Policy, PolicyError
 
 
 @pytest.fixture(scope="module")

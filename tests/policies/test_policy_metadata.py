@@ -5,7 +5,7 @@ import json
 import pytest
 
 from karakuri.policies.metadata import FORMAT_VERSION, PolicyMetadata
-from karakuri.policies.policy import PolicyError
+from karakuri.robot.policy import PolicyError
 
 
 def _meta() -> PolicyMetadata:

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import (
+from karakuri.robot.control_loop import ControlLoop, LoopConfig, LoopError
+from karakuri.robot.link import (
     CommandMode,
     JointState,
     LinkCounters,
     LinkError,
     StatusBits,
 )
-from karakuri.robot.control_loop import ControlLoop, LoopConfig, LoopError
 from karakuri.robot.loop_commands import BoxTargets, Episode, FixedTargets
 from karakuri.robot.loop_stats import LatencyHistogram
 from karakuri.robot.realtime import RealtimeConfig

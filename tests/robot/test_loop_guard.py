@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_control_loop import FakeLink, FakePolicy, make_loop
 
-from karakuri.firmware_bridge.link import CommandMode, JointState, StatusBits
+from karakuri.robot.link import CommandMode, JointState, StatusBits
 from karakuri.robot.loop_stats import EXIT_CODES, MAX_LINK_FAULTS
 from karakuri.robot.state_check import StateBounds, StateMonitor
 

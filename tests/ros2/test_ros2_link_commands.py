@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import CommandMode, StatusBits
+from karakuri.robot.link import CommandMode, StatusBits
 
 pytestmark = [pytest.mark.ros2, pytest.mark.filterwarnings("ignore::DeprecationWarning:lark")]
 

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import Link, LinkError, NotConnectedError
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
+from karakuri.robot.link import Link, LinkError, NotConnectedError
 from karakuri.robot.registry import load_robot
 
 pytestmark = [pytest.mark.ros2, pytest.mark.filterwarnings("ignore::DeprecationWarning:lark")]

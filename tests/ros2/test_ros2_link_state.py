@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from karakuri.firmware_bridge.link import LinkError
 from karakuri.firmware_bridge.ros2_sim import SimFaults
+from karakuri.robot.link import LinkError
 
 pytestmark = [pytest.mark.ros2, pytest.mark.filterwarnings("ignore::DeprecationWarning:lark")]
 

@@ -1,6 +1,8 @@
-"""The `firmware_bridge/` contract: a link to a robot's joints.
+"""The runtime's link contract: a link to a robot's joints.
 
-The control loop talks only to this protocol; serial, ROS 2 and SIL links implement it.
+Owned by its consumer, :class:`karakuri.robot.control_loop.ControlLoop`, so the arrow points
+down: ``firmware_bridge/`` (serial, ROS 2 and SIL links) implements this protocol and imports
+it from here; ``robot/`` imports nothing of ``firmware_bridge/``.
 Every method is non-blocking except :meth:`Link.connect`.
 """
 
