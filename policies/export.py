@@ -53,6 +53,8 @@ __all__ = [
 OPSET = 18
 #: IR version written: 9 is read by onnxruntime >= 1.15 (JetPack 6 wheels start at 1.17).
 IR_VERSION = 9
+#: The export gate: the largest |onnxruntime - torch| accepted on any output entry.
+EXPORT_ATOL = 1e-5
 
 
 class ExportError(RuntimeError):
@@ -282,7 +284,7 @@ def _max_errors(module: PolicyModule, model_bytes: bytes, states: dict[str, np.n
 
 def export_policy(module: PolicyModule, path: str | Path, metadata: PolicyMetadata,
                   recorded: Mapping[str, np.ndarray] | None = None, *, n_random: int = 256,
-                  atol: float = 1e-5, seed: int = 0,
+                  atol: float = EXPORT_ATOL, seed: int = 0,
                   ranges: Mapping[str, tuple[np.ndarray | float, np.ndarray | float]]
                   | None = None) -> ExportReport:
     """Write ``module`` as one ONNX policy file, only if onnxruntime reproduces torch.
