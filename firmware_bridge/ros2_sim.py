@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from karakuri.firmware_bridge.mujoco_plant import MujocoPlant
 from karakuri.firmware_bridge.ros2_config import (
     CONTROLLER_TYPES,
     ControllerType,
@@ -37,6 +38,7 @@ from karakuri.firmware_bridge.ros2_config import (
     resolve_controller,
 )
 from karakuri.firmware_bridge.ros2_node import NodeThread, make_qos, stamp_ns, time_msg
+from karakuri.robot.dataclass_cli import add_dataclass_args, dataclass_from_args
 from karakuri.robot.registry import load_robot
 
 try:
@@ -133,15 +135,10 @@ class Ros2SimRobot:
 
     def __init__(self, config: Ros2SimConfig | None = None,
                  faults: SimFaults | None = None) -> None:
-        import mujoco  # the sim needs MuJoCo; the link does not
-
-        self._mj = mujoco
         self.config = cfg = config or Ros2SimConfig()
         self.faults = faults or SimFaults()
         self.spec = spec = load_robot(cfg.robot)
-        self.model = mujoco.MjModel.from_xml_path(spec.model_path)
-        self.data = mujoco.MjData(self.model)
-        self._qadr, self._dadr, self._act = self._indices()
+        self.plant = MujocoPlant(spec)
         n = spec.n_joints
         order = cfg.command_joints or spec.joint_names
         if sorted(order) != sorted(spec.joint_names):
@@ -162,32 +159,13 @@ class Ros2SimRobot:
         self._node: NodeThread | None = None
         self._reset_physics()
 
-    def _indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mj, m = self._mj, self.model
-        qadr, dadr, act = [], [], []
-        for name in self.spec.joint_names:
-            jid = mj.mj_name2id(m, mj.mjtObj.mjOBJ_JOINT, name)
-            acts = [i for i in range(m.nu) if m.actuator_trnid[i, 0] == jid
-                    and m.actuator_trntype[i] == mj.mjtTrn.mjTRN_JOINT]
-            if jid < 0 or not acts:
-                raise ValueError(f"model {self.spec.model_path} has no joint {name!r} with a "
-                                 "position actuator")
-            qadr.append(m.jnt_qposadr[jid])
-            dadr.append(m.jnt_dofadr[jid])
-            act.append(acts[0])
-        return np.array(qadr), np.array(dadr), np.array(act)
-
     def _reset_physics(self) -> None:
-        mj = self._mj
-        mj.mj_resetData(self.model, self.data)
-        self.data.qpos[self._qadr] = self._target
-        self.data.ctrl[self._act] = self._target
-        for _ in range(int(0.2 / self.model.opt.timestep)):  # settle coupled joints
-            mj.mj_step(self.model, self.data)
-        self._q = self.data.qpos[self._qadr].copy()
-        self._site = mj.mj_name2id(self.model, mj.mjtObj.mjOBJ_SITE, self.spec.tool_site) \
-            if self.spec.tool_site else -1
-        self._tool = self.data.site_xpos[self._site].copy() if self._site >= 0 else np.zeros(3)
+        self.plant.reset(self._target, settle_s=0.2)  # settle coupled joints
+        self._sample()
+
+    def _sample(self) -> None:
+        self._q, self._dq, self._effort = self.plant.sample()
+        self._tool = self.plant.tool_position() if self.plant.site >= 0 else np.zeros(3)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> Ros2SimRobot:
@@ -323,7 +301,7 @@ class Ros2SimRobot:
 
     # ---------------------------------------------------------------- physics + state
     def _tick(self) -> None:
-        mj, dt = self._mj, self.model.opt.timestep
+        dt = self.plant.dt
         now = time.monotonic()
         due = int((now - self._t0) / dt)
         if due - self._steps > _MAX_CATCHUP_S / dt:
@@ -341,11 +319,8 @@ class Ros2SimRobot:
             self._steps += 1
             if self._traj is not None:
                 self._reference(self._t0 + self._steps * dt)
-            self.data.ctrl[self._act] = self._target
-            mj.mj_step(self.model, self.data)
-        self._q = self.data.qpos[self._qadr].copy()
-        if self._site >= 0:
-            self._tool = self.data.site_xpos[self._site].copy()
+            self.plant.step(self._target)
+        self._sample()
         self._publish_state()
 
     def _publish_state(self) -> None:
@@ -362,16 +337,14 @@ class Ros2SimRobot:
         msg.header.stamp = time_msg(time.time_ns() + int(f.stamp_offset_s * 1e9))
         msg.name = [pre + j for j in names]
         msg.position = q.tolist()
-        msg.velocity = self.data.qvel[self._dadr[idx]].tolist()
-        msg.effort = self.data.actuator_force[self._act[idx]].tolist()
+        msg.velocity = self._dq[idx].tolist()
+        msg.effort = self._effort[idx].tolist()
         self._pub.publish(msg)
         self.stats["states_published"] += 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m karakuri.firmware_bridge.ros2_sim``: run the simulated robot until Ctrl-C."""
-    from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
-
     parser = argparse.ArgumentParser(
         prog="python -m karakuri.firmware_bridge.ros2_sim",
         description="A simulated ros2_control robot (MuJoCo) on ROS 2 topics.")

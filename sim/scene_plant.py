@@ -17,6 +17,7 @@ import mujoco
 import numpy as np
 import torch
 
+from karakuri.robot.mjcf_index import dof_span, joint_names, qpos_span
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.env import build_model
 from karakuri.sim.registry import make_task
@@ -106,16 +107,11 @@ class ScenePlant:
         self.task.bind(TaskContext(self.model, 1, torch.device("cpu"), gen))
         self.noise = noise
         self._rng = np.random.default_rng(seed)
-        own = mujoco.MjModel.from_xml_path(robot.model_path)
-        robot_joints = {own.joint(i).name for i in range(own.njnt)}
+        robot_joints = set(joint_names(mujoco.MjModel.from_xml_path(robot.model_path)))
         m = self.model
-        objects = [j for j in range(m.njnt) if m.joint(j).name not in robot_joints]
-        self.object_qpos = np.array(
-            [a for j in objects for a in _span(self.model, j, "qpos")], dtype=np.int64
-        )
-        self.object_qvel = np.array(
-            [a for j in objects for a in _span(self.model, j, "dof")], dtype=np.int64
-        )
+        objects = [j for j, name in enumerate(joint_names(m)) if name not in robot_joints]
+        self.object_qpos = np.array([a for j in objects for a in qpos_span(m, j)], dtype=np.int64)
+        self.object_qvel = np.array([a for j in objects for a in dof_span(m, j)], dtype=np.int64)
         self.action_size = self.task.action_map.size
 
     @property
@@ -139,8 +135,7 @@ class ScenePlant:
         if signal not in sig:
             raise KeyError(f"task {self.task.name!r} has no signal {signal!r}; it has "
                            f"{sorted(sig)}")
-        zeros = torch.zeros(1, self.action_size)
-        self.task.reward_terms(world, zeros, zeros)  # updates the task's episode monitors
+        self.task.after_step(world)  # the task's episode monitors see this tick's state
         x = sig[signal][0].numpy().astype(np.float32)
         if self.noise > 0:
             x = x + self._rng.normal(0.0, self.noise, x.shape).astype(np.float32)
@@ -149,10 +144,12 @@ class ScenePlant:
     def layout(self, model: mujoco.MjModel, data: mujoco.MjData) -> None:
         """Place the task's objects for a new episode (the robot's joints are left alone)."""
         world = OneWorld.snapshot(model, data)
-        qpos, qvel = self.task.reset_worlds(torch.ones(1, dtype=torch.bool), world)
+        start = torch.ones(1, dtype=torch.bool)
+        qpos, qvel = self.task.reset_worlds(start, world)
         data.qpos[self.object_qpos] = qpos[0, self.object_qpos].double().numpy()
         data.qvel[self.object_qvel] = qvel[0, self.object_qvel].double().numpy()
         mujoco.mj_forward(model, data)
+        self.task.after_reset(start, OneWorld.snapshot(model, data))
 
     def success(self, world: OneWorld) -> bool:
         """The task's success in a snapshot of the plant."""
@@ -162,12 +159,3 @@ class ScenePlant:
         """The task's episode metrics in a snapshot (monitors as sampled by :meth:`read`)."""
         return {k: float(v[0]) for k, v in self.task.metrics(world).items()}
 
-
-def _span(model: mujoco.MjModel, joint: int, kind: str) -> range:
-    """Qpos or dof addresses of one joint (a free joint has 7 and 6)."""
-    width = {0: (7, 6), 1: (4, 3), 2: (1, 1), 3: (1, 1)}[int(model.jnt_type[joint])]
-    if kind == "qpos":
-        start = int(model.jnt_qposadr[joint])
-        return range(start, start + width[0])
-    start = int(model.jnt_dofadr[joint])
-    return range(start, start + width[1])
