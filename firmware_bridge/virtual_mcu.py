@@ -194,10 +194,8 @@ class VirtualMCU:
 
     def tool_position(self) -> np.ndarray:
         """Position of the robot's tool site, world frame, m. Shape: (3,)."""
-        if self.plant.site < 0:
-            raise ValueError(f"robot {self.spec.name!r} has no tool_site")
         with self._lock:
-            return self.plant.data.site_xpos[self.plant.site].copy()
+            return self.plant.tool_position()
 
     def plant_call(self, fn: Callable[[mujoco.MjModel, mujoco.MjData], T]) -> T:
         """``fn(model, data)`` on the plant between two physics steps; returns its result.
