@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from karakuri.robot.mjcf_index import JointIndex, MjcfIndexError
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 _REQUIRED = ("name", "model", "arm_joints", "default_pose", "velocity_limit", "accel_limit")
@@ -218,14 +219,16 @@ def spec_from_files(sidecar_path: str | Path) -> RobotSpec:
 
     lower, upper = np.empty(n), np.empty(n)
     kp, kd, effort, damping = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-    for i, j in enumerate(joints):
-        jid = model.joint(j).id
-        damping[i] = model.dof_damping[model.jnt_dofadr[jid]]
+    try:
+        index = JointIndex.build(model, joints)  # each joint's actuator: the first on it
+    except MjcfIndexError as e:
+        raise RobotSpecError(f"{where}: {e}") from e
+    for i, (jid, dof, act) in enumerate(zip(index.joint, index.dof, index.act, strict=True)):
+        damping[i] = model.dof_damping[dof]
         if model.jnt_limited[jid]:
             lower[i], upper[i] = model.jnt_range[jid]
         else:
             lower[i], upper[i] = -np.inf, np.inf
-        act = _actuator_for(model, jid)
         kp[i] = model.actuator_gainprm[act, 0]
         kd[i] = -model.actuator_biasprm[act, 2] + 0.0  # no -0.0
         effort[i] = (
@@ -295,9 +298,3 @@ def _chain(model: Any, joints: list[str], tool: str, arm: list[str]) -> Any:
     except KinematicsError:
         return None
 
-
-def _actuator_for(model: Any, joint_id: int) -> int:
-    for a in range(model.nu):
-        if model.actuator_trntype[a] == 0 and model.actuator_trnid[a, 0] == joint_id:
-            return a
-    raise RobotSpecError(f"joint {model.joint(joint_id).name!r} has no actuator")  # unreachable
