@@ -19,6 +19,7 @@ from karakuri.sim.backends import make_physics
 from karakuri.sim.observations import ObsAssembler
 from karakuri.sim.physics import substeps
 from karakuri.sim.task import Task, TaskContext
+from karakuri.sim.terms import ActionHead
 
 
 class EnvError(ValueError):
@@ -85,6 +86,7 @@ class BatchedEnv:
         task.bind(TaskContext(self.model, num_worlds, self.device, self.generator))
         self._index_joints()
         self.action_map = task.action_map
+        self.action_head = ActionHead(self.action_map).to(self.device)
         self.action_size = self.action_map.size
         self._check_rewards()
         self._build_obs()
@@ -153,12 +155,14 @@ class BatchedEnv:
         sizes.update({k: v.shape[-1] for k, v in self.task.signals(self.physics).items()})
         self.signal_sizes = sizes
         terms = self.task.obs_terms
-        self.policy_terms = [t for t in terms if not t.privileged]
-        self.obs_policy = ObsAssembler(self.policy_terms, sizes).to(self.device)
+        policy = [t for t in terms if not t.privileged]
+        self.obs_policy = ObsAssembler(policy, sizes).to(self.device)
+        #: The policy's terms with their sizes filled: what the policy file is built from.
+        self.policy_terms = self.obs_policy.terms
         # critic = the policy's terms first, then the privileged ones
         priv = [t for t in terms if t.privileged]
-        self.obs_critic = ObsAssembler(self.policy_terms + priv, sizes).to(self.device)
-        self.robot_signals = list(dict.fromkeys(t.signal for t in self.policy_terms))
+        self.obs_critic = ObsAssembler(policy + priv, sizes).to(self.device)
+        self.robot_signals = self.obs_policy.signal_names
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -217,12 +221,14 @@ class BatchedEnv:
         if not torch.isfinite(action).all():
             raise EnvError("action contains NaN or inf")
         applied = self._delay(action)
-        target, _ = self.action_map.apply(applied, self.physics.qpos[:, self.qpos_idx])
+        target, _ = self.action_head(applied, self.physics.qpos[:, self.qpos_idx])
         self.physics.ctrl[:, self.ctrl_idx] = target
         self.physics.step(self.n_substeps)
+        self.task.after_step(self.physics)
         self.step_count += 1
         prev = self.last_action
-        self.last_action = action.clamp(-1.0, 1.0)
+        clip = self.action_map.clip_action
+        self.last_action = action if clip is None else action.clamp(clip[0], clip[1])
         terms = self.task.reward_terms(self.physics, self.last_action, prev)
         reward = torch.zeros(self.num_worlds, device=self.device)
         info: dict = {}
@@ -293,6 +299,7 @@ class BatchedEnv:
             self._randomize_model(mask)
         qpos, qvel = self.task.reset_worlds(mask, self.physics)
         self.physics.reset_worlds(mask, qpos, qvel)
+        self.task.after_reset(mask, self.physics)
         # masked_fill_, not x[mask] = v: boolean indexing waits for the GPU (a host sync)
         self.physics.ctrl.masked_fill_(mask[:, None], 0.0)
         self.physics.ctrl[:, self.ctrl_idx] = torch.where(

@@ -1,11 +1,29 @@
-"""The task contract: reset, named observation terms, named reward terms, termination, success.
+"""The task contract: what every task must define, and the hooks it may override.
 
-A task is written once in torch over batched tensors (leading world dimension) and runs on
+A task is written once in torch over batched tensors (leading world dimension N) and runs on
 every physics backend and on CPU or CUDA tensors.  Observations are assembled from *signals*:
 named raw tensors a real robot provides (``joint_pos``, ``joint_vel``, ``command``,
 ``last_action``, optional sensors) plus privileged sim-only signals for the critic.  The same
 :class:`ObsTerm` list builds the observation in simulation and inside the exported policy
-file, so a robot can never see an observation built differently from training.
+file (:mod:`karakuri.sim.terms`), so a robot never sees an observation built differently
+from training.
+
+A task MUST define (abstract): ``name``; ``obs_terms``; ``action_map``; ``reward_scales``
+and ``reward_terms`` (the same names); ``reset_worlds``; ``success``.
+
+A task MAY override (defaults in brackets): ``build_scene`` [the bare robot], ``bind``
+[nothing to resolve], ``signals`` [none beyond the joints and last action],
+``extra_signals`` [none], ``randomization`` [none], ``terminated`` [never], ``metrics``
+[none], ``stages`` and ``stage_flags`` [single stage], ``set_command`` [no command], and the
+lifecycle hooks ``after_reset`` and ``after_step`` [no-ops].
+
+Call order in :class:`karakuri.sim.env.BatchedEnv`, each control step: physics steps, then
+``after_step`` (per-episode monitors are updated there, once per step), then
+``reward_terms``, ``stage_flags``, ``terminated``; when an episode ends, ``success`` and
+``metrics``, then ``reset_worlds`` (sample the initial states) and, once the physics holds
+them, ``after_reset``.  ``reward_terms`` and the other readers have no side effects: the SIL
+plant (:mod:`karakuri.sim.scene_plant`) calls ``after_step`` once per tick and reads
+``signals``, ``success`` and ``metrics`` without computing rewards.
 """
 
 from __future__ import annotations
@@ -19,104 +37,9 @@ import torch
 
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
+from karakuri.sim.terms import ActionMap, ObsTerm
 
-
-@dataclass(frozen=True)
-class ObsTerm:
-    """One observation term: ``(signals[signal][..., index] - offset) * scale``.
-
-    Attributes:
-        name: Term name, e.g. ``"joint_pos_rel"``.
-        signal: The signal it reads, e.g. ``"joint_pos"``.
-        scale: Multiplier after the offset (a float or one value per element).
-        offset: Subtracted first (a float or one value per element), e.g. the default pose.
-        privileged: True for sim-only state (critic only, never in the policy file).
-        noise: Std of Gaussian noise added in simulation when randomization is on (unit of
-            the signal); the policy file never adds noise.
-    """
-
-    name: str
-    signal: str
-    scale: float | tuple[float, ...] = 1.0
-    offset: float | tuple[float, ...] = 0.0
-    privileged: bool = False
-    noise: float = 0.0
-
-
-@dataclass(frozen=True)
-class ActionMap:
-    """How a raw action in [-1, 1] becomes joint position targets.
-
-    Attributes:
-        kind: ``"joint_position_delta"`` (target = measured position + scale * a) or
-            ``"joint_position"`` (target = default pose + scale * a).
-        joints: Indices into the spec's joints that the action drives; the others are held
-            at ``hold``.
-        scale: Per driven joint, rad (or m) per unit of action.
-        hold: Targets for every joint (only the undriven ones are used). Shape: (n_joints,).
-        lower: Joint lower limits, rad. Shape: (n_joints,).
-        upper: Joint upper limits, rad. Shape: (n_joints,).
-        default_pose: Home pose, rad. Shape: (n_joints,).
-    """
-
-    kind: str
-    joints: tuple[int, ...]
-    scale: tuple[float, ...]
-    hold: tuple[float, ...]
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    default_pose: tuple[float, ...]
-
-    KINDS: ClassVar[tuple[str, ...]] = ("joint_position_delta", "joint_position")
-
-    def __post_init__(self) -> None:
-        if self.kind not in self.KINDS:
-            raise ValueError(f"action kind {self.kind!r} is not one of {self.KINDS}")
-        if len(self.scale) != len(self.joints):
-            raise ValueError(f"{len(self.scale)} scales for {len(self.joints)} driven joints")
-
-    @property
-    def size(self) -> int:
-        """Action dimension."""
-        return len(self.joints)
-
-    def apply(
-        self, action: torch.Tensor, joint_pos: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Map raw actions to joint targets, exactly as the policy file does.
-
-        Args:
-            action: Raw actions. Shape: (B, size).
-            joint_pos: Measured joint positions, rad. Shape: (B, n_joints).
-
-        Returns:
-            (joint_target (B, n_joints) clipped to the limits, clipped action (B, size)).
-        """
-        a = action.clamp(-1.0, 1.0)
-        idx, default, hold, scale, lo, hi = self._constants(joint_pos.device, joint_pos.dtype)
-        base = joint_pos if self.kind == "joint_position_delta" else default.expand_as(joint_pos)
-        target = hold.expand_as(joint_pos).clone()
-        target[:, idx] = base[:, idx] + a * scale
-        return torch.maximum(torch.minimum(target, hi), lo), a
-
-    def _constants(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-        """The map's tuples as tensors on ``device``, made once per device and dtype.
-
-        Copying them to a GPU at every call would wait for the GPU (a host sync) every step.
-        """
-        key = (self, device, dtype)
-        if key not in _ACTION_CONSTANTS:
-            _ACTION_CONSTANTS[key] = (
-                torch.tensor(self.joints, device=device),
-                *(
-                    torch.tensor(v, device=device, dtype=dtype)
-                    for v in (self.default_pose, self.hold, self.scale, self.lower, self.upper)
-                ),
-            )
-        return _ACTION_CONSTANTS[key]
-
-
-_ACTION_CONSTANTS: dict[tuple[ActionMap, torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+__all__ = ["ActionMap", "ObsTerm", "Randomization", "Task", "TaskContext"]
 
 
 @dataclass(frozen=True)
@@ -163,16 +86,17 @@ class TaskContext:
 
 
 class Task(abc.ABC):
-    """One task on one robot.  Subclasses set the class attributes and the abstract methods.
+    """One task on one robot (the module docstring says what it must and may define).
 
     Lifecycle: ``build_scene(spec)`` edits the robot's MjSpec (objects, sensors) before
-    compiling; ``bind(ctx)`` resolves names to indices; then the env calls ``reset_worlds``,
-    ``signals``, ``reward_terms``, ``stage_flags``, ``terminated`` and ``success`` every
-    control step.
+    compiling; ``bind(ctx)`` resolves names to indices; then the env calls, per episode,
+    ``reset_worlds`` and ``after_reset``, and per control step ``after_step``,
+    ``reward_terms``, ``stage_flags`` and ``terminated`` (``success`` and ``metrics`` at the
+    end of an episode).
     """
 
     name: ClassVar[str]
-    #: Names and sizes of the non-joint signals, e.g. {"command": 3}.
+    #: Names and sizes of the non-joint robot signals, e.g. {"command": 3}.
     extra_signals: ClassVar[dict[str, int]] = {}
     #: Stages of a multi-stage task in the order a success passes them, e.g. ("reached",
     #: "grasped"); evaluation reports the fraction of episodes that got to each (the funnel).
@@ -186,6 +110,7 @@ class Task(abc.ABC):
         if self.episode_steps < 1:
             raise ValueError(f"episode_s {episode_s} is shorter than one control step {ctrl_dt}")
 
+    # -- what every task must define ------------------------------------------------------
     @property
     @abc.abstractmethod
     def obs_terms(self) -> list[ObsTerm]:
@@ -193,57 +118,79 @@ class Task(abc.ABC):
 
     @property
     @abc.abstractmethod
-    def reward_scales(self) -> dict[str, float]:
-        """Reward term name to scale; the names must equal those of :meth:`reward_terms`."""
-
-    @property
-    @abc.abstractmethod
     def action_map(self) -> ActionMap:
         """How actions become joint targets."""
 
     @property
-    def randomization(self) -> Randomization:
-        """Domain randomization (none by default)."""
-        return Randomization()
-
     @abc.abstractmethod
-    def build_scene(self, spec: mujoco.MjSpec) -> None:
-        """Add the task's objects and named sensors to the robot's MjSpec."""
-
-    @abc.abstractmethod
-    def bind(self, ctx: TaskContext) -> None:
-        """Resolve names to indices and allocate per-world buffers."""
+    def reward_scales(self) -> dict[str, float]:
+        """Reward term name to scale; the names must equal those of :meth:`reward_terms`."""
 
     @abc.abstractmethod
     def reset_worlds(
         self, mask: torch.Tensor, physics: Physics
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample new episodes for the masked worlds.
+        """Sample new episodes for the masked worlds (task state such as targets included).
 
         Returns:
             (qpos (N, nq), qvel (N, nv)) initial states; rows outside ``mask`` are ignored.
         """
 
     @abc.abstractmethod
-    def signals(self, physics: Physics) -> dict[str, torch.Tensor]:
-        """Task signals beyond joint_pos, joint_vel and last_action, each shaped (N, k).
-
-        Robot-available ones (e.g. ``command``) and privileged ones (sim-only state).
-        """
-
-    @abc.abstractmethod
     def reward_terms(
         self, physics: Physics, action: torch.Tensor, last_action: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """Unscaled reward terms, each shaped (N,)."""
+        """Unscaled reward terms, each shaped (N,); no side effects (see :meth:`after_step`).
 
-    def terminated(self, physics: Physics) -> torch.Tensor:
-        """Early termination (failure), shape (N,) bool; never by default."""
-        return torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
+        Args:
+            physics: The worlds after this step's physics and :meth:`after_step`.
+            action: The clipped action of this step. Shape: (N, a).
+            last_action: The clipped action of the step before. Shape: (N, a).
+        """
 
     @abc.abstractmethod
     def success(self, physics: Physics) -> torch.Tensor:
         """Task success right now, shape (N,) bool (judged at the end of an episode)."""
+
+    # -- what a task may override ---------------------------------------------------------
+    @property
+    def randomization(self) -> Randomization:
+        """Domain randomization (none by default)."""
+        return Randomization()
+
+    def build_scene(self, spec: mujoco.MjSpec) -> None:  # noqa: B027 (no-op default by design)
+        """Add the task's objects and named sensors to the robot's MjSpec (none by default)."""
+
+    def bind(self, ctx: TaskContext) -> None:  # noqa: B027 (no-op default by design)
+        """Resolve names to indices and allocate per-world buffers (nothing by default)."""
+
+    def signals(self, physics: Physics) -> dict[str, torch.Tensor]:
+        """Task signals beyond joint_pos, joint_vel and last_action, each shaped (N, k).
+
+        Robot-available ones (e.g. ``command``) and privileged ones (sim-only state); none by
+        default.
+        """
+        return {}
+
+    def after_reset(self, mask: torch.Tensor, physics: Physics) -> None:  # noqa: B027 (no-op default by design)
+        """Hook: the masked worlds now hold their new episode's initial state (no-op).
+
+        Args:
+            mask: Worlds that were reset. Shape: (N,) bool.
+            physics: The worlds, with :meth:`reset_worlds`' states written.
+        """
+
+    def after_step(self, physics: Physics) -> None:  # noqa: B027 (no-op default by design)
+        """Hook: once per control step, after physics and before rewards are read (no-op).
+
+        Update per-episode monitors here (peak speed, contact, violations, hold counters):
+        the env calls it once per step and the SIL plant once per tick, so a monitor sees
+        each state once.  Pure tensor ops: no host sync on a GPU.
+        """
+
+    def terminated(self, physics: Physics) -> torch.Tensor:
+        """Early termination (failure), shape (N,) bool; never by default."""
+        return torch.zeros(physics.num_worlds, dtype=torch.bool, device=physics.device)
 
     def set_command(self, command: torch.Tensor) -> None:
         """Override the sampled ``command`` signal of every world (e.g. fixed targets).

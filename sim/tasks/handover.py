@@ -307,12 +307,24 @@ class Handover(Task):
         amp, phase = self._amp * u[:, :3], 2 * math.pi * u[:, 3:]
         qpos[:, self._ref_q] = amp * torch.sin(phase)
         qvel[:, self._ref_d] = amp * self._omega * torch.cos(phase)
+        return qpos, qvel
+
+    def after_reset(self, mask: torch.Tensor, physics: Physics) -> None:
+        """Clear the episode monitors of the worlds that start a new episode."""
         # masked_fill_, not buf[mask] = 0: boolean indexing would wait for the GPU
         self.peak_speed.masked_fill_(mask, 0.0)
         self.peak_force.masked_fill_(mask, 0.0)
         self.violated.masked_fill_(mask, False)
         self.held_steps.masked_fill_(mask, 0)
-        return qpos, qvel
+
+    def after_step(self, physics: Physics) -> None:
+        """Update the episode monitors: peak zone speed and force, violation, hold time."""
+        s = self._state(physics)
+        self.peak_speed = torch.maximum(self.peak_speed, s["speed"] * s["in_zone"])
+        self.peak_force = torch.maximum(self.peak_force, s["force"].amax(dim=-1))
+        self.violated |= s["violation"]
+        held = self._delivered(s)
+        self.held_steps = torch.where(held, self.held_steps + 1, torch.zeros_like(self.held_steps))
 
     # -- state ---------------------------------------------------------------------------
     def _state(self, physics: Physics) -> dict[str, torch.Tensor]:
@@ -341,12 +353,7 @@ class Handover(Task):
     ) -> dict[str, torch.Tensor]:
         """Distance shaping, uprightness, soft speed and contact penalties, the violation."""
         s = self._state(physics)
-        d, speed, zone = s["distance"], s["speed"], s["in_zone"]
-        self.peak_speed = torch.maximum(self.peak_speed, speed * zone)
-        self.peak_force = torch.maximum(self.peak_force, s["force"].amax(dim=-1))
-        self.violated |= s["violation"]
-        held = self._delivered(s)
-        self.held_steps = torch.where(held, self.held_steps + 1, torch.zeros_like(self.held_steps))
+        d, speed = s["distance"], s["speed"]
         near_zone = torch.linalg.norm(s["tool"] - s["target"], dim=-1) < ZONE_M + 0.1
         excess = torch.relu(speed - 0.7 * SPEED_LIMIT) / (0.3 * SPEED_LIMIT)
         return {
