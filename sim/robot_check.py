@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from karakuri.robot.mjcf_index import actuator_adr, dof_adr, qpos_adr
 from karakuri.robot.spec import RobotSpec, RobotSpecError
 
 SAG_LIMIT_M = 0.02  # tool drift at home under zero action counted as a fail, m
@@ -45,23 +46,14 @@ class Item:
     fix: str = ""
 
 
-def _set_pose(model: Any, data: Any, spec: RobotSpec, q: np.ndarray) -> list[int]:
+def _set_pose(model: Any, data: Any, spec: RobotSpec, q: np.ndarray) -> np.ndarray:
     import mujoco
 
-    adr = [int(model.jnt_qposadr[model.joint(j).id]) for j in spec.joint_names]
+    adr = qpos_adr(model, spec.joint_names)
     mujoco.mj_resetData(model, data)
     data.qpos[adr] = q
     mujoco.mj_forward(model, data)
     return adr
-
-
-def _actuators(model: Any, spec: RobotSpec) -> list[int]:
-    out = []
-    for j in spec.joint_names:
-        jid = model.joint(j).id
-        out.append(next(a for a in range(model.nu)
-                        if model.actuator_trntype[a] == 0 and model.actuator_trnid[a, 0] == jid))
-    return out
 
 
 def _hold(model: Any, spec: RobotSpec, seconds: float, ctrl_dt: float,
@@ -75,11 +67,11 @@ def _hold(model: Any, spec: RobotSpec, seconds: float, ctrl_dt: float,
 
     data = mujoco.MjData(model)
     adr = _set_pose(model, data, spec, spec.default_pose)
-    acts = _actuators(model, spec)
+    acts = actuator_adr(model, spec.joint_names)
     site = model.site(spec.tool_site).id
     home = data.site_xpos[site].copy()
     n = spec.n_arm
-    dof = [int(model.jnt_dofadr[model.joint(j).id]) for j in spec.arm_joints]
+    dof = dof_adr(model, spec.arm_joints)
     sub = max(1, round(ctrl_dt / model.opt.timestep))
     drift, peak = [], np.zeros(n)
     for _ in range(round(seconds / ctrl_dt)):
