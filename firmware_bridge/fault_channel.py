@@ -1,10 +1,16 @@
-"""One direction of the fault proxy: seeded faults on whole frames, and a clean view.
+"""Seeded link faults on one direction of a serial line, and a clean view of its frames.
 
 :class:`FaultChannel` takes the bytes one side sent (``push``) and returns what the other side
 receives by a given time (``pop``): frames (ending at 0x00) are decoded for the view before
-any fault, then lost in a cut or at the drop rate, rewritten, corrupted byte by byte and
-delivered after the latency, never reordered.  :mod:`.fault_proxy` runs two of them between
-two ports.  Imports numpy and the standard library only.
+any fault, then lost in a cut or at the drop rate, rewritten, corrupted byte by byte (a byte
+may become 0x00 and split the frame, as line noise does) and delivered after the latency or
+a random delay, never reordered (a serial line never reorders).  Everything is drawn from a
+seeded generator, so a run is reproducible.
+
+Two users: :mod:`.fault_proxy` runs two channels between two ports (``karakuri proxy``, the
+QEMU board's faults), and the virtual MCU runs two on its own port; both take their rates
+from :class:`FaultConfig` (the ``faults:`` of a launch file's link) or
+:class:`DirectionFaults`.  Imports numpy and the standard library only.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ class DirectionFaults:
         latency_s: Every frame is delivered this long after it arrived, s.
         cut_at_s: Start of a cut (frames lost), s after the proxy started; None: no cut.
         cut_s: Length of that cut, s.
+        delay_frame_rate: Probability that a frame (and those behind it) is held back.
+        delay_s: How long such a frame is held back (on top of the latency), s.
     """
 
     corrupt_byte_rate: float = 0.0
@@ -44,18 +52,83 @@ class DirectionFaults:
     latency_s: float = 0.0
     cut_at_s: float | None = None
     cut_s: float = 0.0
+    delay_frame_rate: float = 0.0
+    delay_s: float = 0.01
 
     def __post_init__(self) -> None:
-        for name in ("corrupt_byte_rate", "drop_frame_rate"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}={value} must be a probability in [0, 1]")
-        for name in ("latency_s", "cut_s"):
+        _check_rates(self, ("corrupt_byte_rate", "drop_frame_rate", "delay_frame_rate"))
+        for name in ("latency_s", "cut_s", "delay_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}={value} must be a finite number of seconds >= 0")
         if self.cut_at_s is not None and not (math.isfinite(self.cut_at_s) and self.cut_at_s >= 0):
             raise ValueError(f"cut_at_s={self.cut_at_s} must be >= 0 s (or None: no cut)")
+
+
+def _check_rates(cfg: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value} must be a probability in [0, 1]")
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Link faults of a simulated port (the virtual MCU's, the QEMU board's); all zero: none.
+
+    The ``faults:`` of a launch file's ``sil`` or ``qemu`` link and ``karakuri sil``'s flags.
+
+    Attributes:
+        corrupt_byte_rate: Probability that a byte is corrupted, per byte.
+        drop_frame_rate: Probability that a whole frame is lost, per frame.
+        delay_frame_rate: Probability that a frame (and those behind it) is held back.
+        delay_s: How long a delayed frame is held back, s.
+        fault_direction: Which direction the faults apply to: to the MCU, from it, or both.
+        fault_seed: Seed of the fault generator.
+    """
+
+    corrupt_byte_rate: float = 0.0
+    drop_frame_rate: float = 0.0
+    delay_frame_rate: float = 0.0
+    delay_s: float = 0.01
+    fault_direction: Literal["rx", "tx", "both"] = "both"
+    fault_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_rates(self, ("corrupt_byte_rate", "drop_frame_rate", "delay_frame_rate"))
+        if not (math.isfinite(self.delay_s) and self.delay_s >= 0):
+            raise ValueError(f"delay_s={self.delay_s} must be >= 0")
+        if self.fault_direction not in ("rx", "tx", "both"):
+            raise ValueError(f"fault_direction={self.fault_direction!r}; allowed: 'rx' (to the "
+                             f"MCU), 'tx' (from the MCU), 'both'")
+
+    @property
+    def active(self) -> bool:
+        """True when any fault has a non-zero rate."""
+        return bool(self.corrupt_byte_rate or self.drop_frame_rate or self.delay_frame_rate)
+
+    def applies_to(self, direction: str) -> bool:
+        """Whether the faults act on ``direction`` ("rx": to the MCU, or "tx": from it)."""
+        return self.active and self.fault_direction in (direction, "both")
+
+    def direction(self, direction: Direction) -> DirectionFaults:
+        """The faults of ``to_mcu`` (rx) or ``to_host`` (tx); none where they do not apply."""
+        if not self.applies_to("rx" if direction == "to_mcu" else "tx"):
+            return DirectionFaults()
+        return DirectionFaults(corrupt_byte_rate=self.corrupt_byte_rate,
+                               drop_frame_rate=self.drop_frame_rate,
+                               delay_frame_rate=self.delay_frame_rate, delay_s=self.delay_s)
+
+    def channels(self, t0: float = 0.0, keep_frames: int = 0) -> tuple[FaultChannel, FaultChannel]:
+        """``(to_mcu, to_host)`` channels, seeded by ``fault_seed`` (one stream each)."""
+        to_mcu, to_host = (
+            FaultChannel(self.direction(d), np.random.default_rng([self.fault_seed, i]), t0,
+                         keep_frames=keep_frames) for i, d in enumerate(DIRECTIONS))
+        return to_mcu, to_host
+
+
+FAULT_COUNTERS = ("bytes_corrupted", "frames_dropped", "frames_delayed")
+"""The counters that say what the injected faults did (the virtual MCU reports these)."""
 
 
 @dataclass
@@ -90,6 +163,10 @@ class ChannelCounters:
     bytes_injected: int = 0
     overflow_bytes: int = 0
 
+    def fault_counts(self) -> dict[str, int]:
+        """What the injected faults did: :data:`FAULT_COUNTERS` by name."""
+        return {k: getattr(self, k) for k in FAULT_COUNTERS}
+
 
 class FaultChannel:
     """One direction: ``push`` bytes from the sender, ``pop`` what is due for the receiver.
@@ -98,7 +175,8 @@ class FaultChannel:
         faults: The direction's faults.
         rng: Seeded generator (one per direction).
         t0: The proxy's start, monotonic s (origin of ``cut_at_s``).
-        keep_frames: How many decoded frames :attr:`seen` keeps.
+        keep_frames: How many decoded frames :attr:`seen` keeps; 0: frames are not decoded
+            (no view, no rewrite, no :attr:`last_seq`), which spares the CPU.
     """
 
     def __init__(self, faults: DirectionFaults, rng: np.random.Generator, t0: float,
@@ -154,8 +232,9 @@ class FaultChannel:
             return
         c.frames_in += 1
         frame = None
-        with contextlib.suppress(CodecError):  # not a frame: relayed (and faulted) as bytes
-            frame = decode_frame(body)
+        if self.seen.maxlen:
+            with contextlib.suppress(CodecError):  # not a frame: relayed (and faulted) as bytes
+                frame = decode_frame(body)
         if frame is not None:
             c.frames_decoded += 1
             self.seen.append((now, frame))
@@ -179,9 +258,12 @@ class FaultChannel:
                 buf[hit] ^= self.rng.integers(1, 256, hit.size, dtype=np.uint8)
                 c.bytes_corrupted += int(hit.size)
                 wire = buf.tobytes()
-        if f.latency_s > 0:
+        delay = f.latency_s
+        if f.delay_frame_rate and self.rng.random() < f.delay_frame_rate:
+            delay += f.delay_s
+        if delay > 0:
             c.frames_delayed += 1
-        self._enqueue(wire, now + f.latency_s)
+        self._enqueue(wire, now + delay)
 
     def _enqueue(self, data: bytes, due: float) -> None:
         if self._queue:

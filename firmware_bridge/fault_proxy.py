@@ -9,7 +9,8 @@ seeded faults, applied to whole frames (a frame ends at 0x00, as on the wire; se
   (it may become 0x00 and split the frame, as line noise does);
 - ``drop_frame_rate``: whole frames lost;
 - ``latency_s``: every frame delivered this long after it arrived (one-way latency; order
-  is kept, a serial line never reorders);
+  is kept, a serial line never reorders); ``delay_frame_rate``/``delay_s``: some frames
+  (and those behind them) held back longer;
 - a cut: frames arriving inside a window are lost (``cut_at_s``/``cut_s`` from the proxy's
   start, or :meth:`FaultProxy.cut` from now);
 - a rewrite: a function that sees each decoded frame and may return another message, sent
@@ -27,9 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import math
 import os
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -94,6 +98,8 @@ class FaultProxy:
         self.t0 = time.monotonic()
         self.mcu_reopens = 0
         self.channels: dict[Direction, FaultChannel] = {}
+        self.max_pass_s = 0.0  # longest time between two relay passes (this process stalled)
+        self.max_device_backlog = 0  # most bytes ever waiting for the MCU to take them
 
     # ------------------------------------------------------------------ lifecycle
     def open(self) -> str:
@@ -152,9 +158,10 @@ class FaultProxy:
         if self._host.fd < 0:
             self.open()
         end = math.inf if duration_s is None else time.monotonic() + duration_s
-        next_reopen = 0.0
+        next_reopen = last = time.monotonic()
         while not self._stop.is_set() and time.monotonic() < end:
             now = time.monotonic()
+            self.max_pass_s, last = max(self.max_pass_s, now - last), now
             if self._mcu.fd < 0 and now >= next_reopen:
                 with contextlib.suppress(OSError):
                     self._open_mcu()
@@ -281,3 +288,14 @@ class FaultProxy:
                     n = 0
                 del side.pending[:n]
                 ch.counters.bytes_out += n
+            if side is self._mcu:  # ours plus what its tty holds that the MCU has not read
+                queued = len(side.pending) + _out_queue(side.fd)
+                self.max_device_backlog = max(self.max_device_backlog, queued)
+
+
+def _out_queue(fd: int) -> int:
+    """Bytes written to a tty that its other side has not read yet (TIOCOUTQ); 0 if unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0

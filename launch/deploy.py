@@ -31,7 +31,7 @@ from karakuri.launch.deploy_resolve import (
     resolve_rate,
     resolve_spec,
 )
-from karakuri.launch.schema import LaunchConfig, LaunchError, SilLinkConfig
+from karakuri.launch.schema import LINKS, LaunchConfig, LaunchError
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
 from karakuri.robot.envelope import (
     Description,
@@ -126,55 +126,18 @@ def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
 @contextlib.contextmanager
 def open_link(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
               model: Any = None) -> Iterator[tuple[Link, Plant | None]]:
-    """Build, connect and finally close the link of ``cfg.link`` (and the SIL plant).
+    """Build, connect and finally close the link of ``cfg.link`` (and the plant it shows).
 
-    Serial links connect without arming; the loop arms them just before its first tick, so
-    the MCU watchdog (3 periods or 50 ms) starts with the loop.  ``model``: the compiled scene
-    the SIL plant simulates instead of the bare robot (a task's objects included).
+    The kind's factory comes from :data:`~karakuri.launch.schema_links.LINKS`.  Serial links
+    connect without arming; the loop arms them just before its first tick, so the MCU watchdog
+    (3 periods or 50 ms) starts with the loop.  ``model``: the compiled scene the SIL plant
+    simulates instead of the bare robot (a task's objects included).
     """
-    from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
-
-    kind, link_cfg = cfg.link_kind, cfg.link
-    plant: Plant | None = None
     with contextlib.ExitStack() as stack:
-        if kind == "serial":
-            serial_cfg = dataclasses.replace(link_cfg, arm_on_connect=False,  # type: ignore[type-var]
-                                             command_rate_hz=rate_hz)
-            link: Link = SerialLink(spec, serial_cfg)
-        elif kind == "sil":
-            mcu = stack.enter_context(_virtual_mcu(link_cfg, spec, rate_hz,  # type: ignore[arg-type]
-                                                   model=model))
-            plant = mcu
-            link = SerialLink(spec, SerialLinkConfig(
-                port=mcu.port, command_rate_hz=rate_hz, arm_on_connect=False,
-                handshake_timeout_s=link_cfg.handshake_timeout_s))  # type: ignore[union-attr]
-        elif kind == "qemu":  # the reference firmware on an emulated Cortex-M, over its pty
-            from karakuri.firmware_bridge.firmware.qemu import MeasuredToolPlant, QemuBoard
-
-            board = stack.enter_context(QemuBoard(link_cfg))  # type: ignore[arg-type]
-            link = SerialLink(spec, SerialLinkConfig(
-                port=board.port, command_rate_hz=rate_hz, arm_on_connect=False,
-                handshake_timeout_s=link_cfg.handshake_timeout_s))  # type: ignore[union-attr]
-            with contextlib.suppress(SafetyConfigError):  # no MuJoCo: no success judged
-                plant = MeasuredToolPlant(link, mujoco_fk(spec))
-        else:
-            from karakuri.firmware_bridge.ros2_link import Ros2Link
-
-            link = Ros2Link(spec, link_cfg, control_period_s=1.0 / rate_hz)  # type: ignore[arg-type]
+        link, plant = LINKS[cfg.link_kind].open(cfg.link, spec, rate_hz, stack, model)
         stack.callback(link.close)
         link.connect()
         yield link, plant
-
-
-@contextlib.contextmanager
-def _virtual_mcu(sil: SilLinkConfig, spec: RobotSpec, rate_hz: float,
-                 model: Any = None) -> Iterator[Any]:
-    from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
-
-    mcu_cfg = VirtualMCUConfig(link_path=sil.link_path, state_rate_hz=sil.state_rate_hz or rate_hz,
-                               realtime=sil.paced, record_commands=sil.record_commands)
-    with VirtualMCU(spec, mcu_cfg, faults=sil.faults, model=model) as mcu:
-        yield mcu
 
 
 def realtime_for(cfg: LaunchConfig, plant: Plant | None,
@@ -187,10 +150,9 @@ def realtime_for(cfg: LaunchConfig, plant: Plant | None,
     MCU is another computer and the measures stay on.
     """
     rt = cfg.realtime
+    where = LINKS[cfg.link_kind].in_process_plant or "the plant runs on this machine"
     if plant is None or (rt.sched_fifo_priority <= 0 and not rt.mlockall):
         return rt
-    where = ("the emulated board (QEMU) shares this machine's cores" if cfg.link_kind == "qemu"
-             else "the SIL plant runs in this process")
     log(f"realtime: SCHED_FIFO and mlockall left off: {where} and would be starved by a "
         "real-time loop thread (they stay on for serial and ros2 links)")
     return dataclasses.replace(rt, sched_fifo_priority=0, mlockall=False)
@@ -280,9 +242,9 @@ def _compose(cfg: LaunchConfig, audit: DeployAudit, *, log: Callable[[str], None
     if "command" in policy.input_names and cfg.command is None:
         raise LaunchError(f"{cfg.source}: command: missing; the policy has a 'command' input, "
                           f"so the launch file needs a command section (targets or box)")
-    loop_cfg = LoopConfig(rate_hz=rate, duration_s=cfg.duration_s,
-                          arm_on_start=link is None and cfg.link_kind != "ros2",
-                          **dataclasses.asdict(cfg.loop))
+    loop_cfg: LoopConfig = cfg.loop.build(  # type: ignore[attr-defined]
+        rate_hz=rate, duration_s=cfg.duration_s,
+        arm_on_start=link is None and cfg.link_kind != "ros2")
     describe = getattr(policy, "describe", None)
     log(f"deploy: robot {spec.name} ({spec.n_joints} joints), link {cfg.link_kind}, {rate:g} Hz; "
         f"policy {describe() if describe else cfg.policy.name}")

@@ -19,52 +19,31 @@ from typing import Any
 
 import yaml
 
-from karakuri.firmware_bridge.serial_link import SerialLinkConfig
 from karakuri.launch.care import CareSection
-from karakuri.launch.schema_links import _LINK_TYPES, LINK_KINDS, LinkConfig, SilLinkConfig
-from karakuri.launch.schema_reader import LaunchError, _Ctx
+from karakuri.launch.schema_links import (
+    LINK_KINDS,
+    LINKS,
+    LinkConfig,
+    SerialLinkConfig,
+    SilLinkConfig,
+    link_kind,
+)
+from karakuri.launch.schema_reader import LaunchError, _Ctx, config_section
 from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets, PlantSignal
+from karakuri.robot.loop_config import LoopConfig, check_thresholds
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
 
-
-@dataclass(frozen=True)
-class TargetBox:
-    """``command.box``: targets drawn uniformly from a box with a seed.
-
-    Attributes:
-        lower: Lower corner, e.g. xyz in m, base frame.
-        upper: Upper corner.
-        count: Number of episodes.
-        seed: Seed of the draw.
-    """
-
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
-    count: int
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class PlantSignalSection:
-    """``command.plant_signal``: a policy input read every tick from the simulated plant.
-
-    Sim-in-the-loop only: the virtual MCU simulates the scene of the launch file's ``task``;
-    each episode's objects are laid out from the task's own distribution, and the input is
-    computed from the plant as the task computes it in training (a simulated vision system).
-
-    Attributes:
-        signal: The policy input it feeds, e.g. ``object_pose`` (pick_place) or ``hand_pos``
-            (handover).
-        count: Number of episodes.
-        seed: Seed of the layouts and of the reading noise.
-        noise: Std of Gaussian noise on each reading, in the signal's unit.
-    """
-
-    signal: str
-    count: int
-    seed: int = 0
-    noise: float = 0.0
+TargetBox = config_section(
+    BoxTargets, "TargetBox", exclude=("hold_s", "reset_s"), defaults={"seed": 0},
+    module=__name__,
+    doc="``command.box``: targets drawn uniformly from a box with a seed (default 0).")
+PlantSignalSection = config_section(
+    PlantSignal, "PlantSignalSection", exclude=("hold_s", "reset_s", "read", "layout"),
+    defaults={"seed": 0}, module=__name__,
+    doc="``command.plant_signal``: a policy input read every tick from the simulated plant "
+        "(seed default 0). Sim-in-the-loop only: the virtual MCU simulates the scene of the "
+        "launch file's ``task``.")
 
 
 @dataclass(frozen=True)
@@ -83,8 +62,8 @@ class CommandConfig:
 
     hold_s: float
     targets: tuple[tuple[float, ...], ...] = ()
-    box: TargetBox | None = None
-    plant_signal: PlantSignalSection | None = None
+    box: TargetBox | None = None  # type: ignore[valid-type]
+    plant_signal: PlantSignalSection | None = None  # type: ignore[valid-type]
     reset_s: float = 2.0
     repeat: int = 1
 
@@ -103,59 +82,28 @@ class CommandConfig:
 
     def source(self) -> CommandSource:
         """The :class:`~karakuri.robot.loop_commands.CommandSource` this section describes."""
-        if self.plant_signal is not None:
-            p = self.plant_signal
-            return PlantSignal(p.signal, p.count, p.seed, self.hold_s, self.reset_s, p.noise)
-        if self.box is not None:
-            b = self.box
-            return BoxTargets(b.lower, b.upper, b.count, b.seed, self.hold_s, self.reset_s)
+        section = self.plant_signal if self.plant_signal is not None else self.box
+        if section is not None:
+            return section.build(hold_s=self.hold_s, reset_s=self.reset_s)  # type: ignore[attr-defined,no-any-return]
         return FixedTargets(self.targets, self.hold_s, self.reset_s, self.repeat)
 
 
-@dataclass(frozen=True)
-class LoopSection:
-    """``loop:``: timing and fault thresholds (see ``karakuri.robot.control_loop.LoopConfig``).
+def _check_rate(self: Any, rate_hz: float) -> None:
+    """Check the thresholds against the loop period ``1 / rate_hz`` (ValueError names the key).
 
-    Attributes:
-        spin_s: Busy-wait before each deadline, s.
-        late_s: A tick starting this long after its deadline is late, s (default 10 % of the
-            period).
-        stale_periods: State older than this many periods: hold.
-        stale_fault_s: State older than this: fault and stop, s.
-        first_state_timeout_s: Wait this long for the first state, s.
+    The rule: ``stale_fault_s`` must exceed ``stale_periods`` periods, so that state goes
+    stale (the loop holds) before it is old enough to be a fault (the loop stops).
     """
+    check_thresholds(self, rate_hz)
 
-    spin_s: float = 0.0003
-    late_s: float | None = None
-    stale_periods: int = 3
-    stale_fault_s: float = 0.25
-    first_state_timeout_s: float = 3.0
 
-    def __post_init__(self) -> None:
-        for key in ("spin_s", "late_s", "stale_fault_s", "first_state_timeout_s"):
-            v, zero_ok = getattr(self, key), key == "spin_s"
-            if v is not None and not (math.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
-                bound = ">= 0" if zero_ok else "> 0"
-                raise ValueError(f"{key}: {v} must be a finite number {bound} s")
-        if self.stale_periods < 1:
-            raise ValueError(f"stale_periods: {self.stale_periods} must be >= 1")
-
-    def check_rate(self, rate_hz: float) -> None:
-        """Check the thresholds against the loop period ``1 / rate_hz``.
-
-        The rule: ``stale_fault_s`` must exceed ``stale_periods`` periods, so that state goes
-        stale (the loop holds) before it is old enough to be a fault (the loop stops).
-
-        Raises:
-            ValueError: naming the key, the value and the bound.
-        """
-        bound = self.stale_periods / rate_hz
-        if not self.stale_fault_s > bound:
-            raise ValueError(
-                f"stale_fault_s: {self.stale_fault_s} s is too small: it must exceed "
-                f"stale_periods / rate = {self.stale_periods} / {rate_hz:g} Hz = {bound:.4g} s "
-                f"(state is stale after stale_periods periods and a fault only after "
-                f"stale_fault_s); raise it or lower loop.stale_periods")
+LoopSection = config_section(
+    LoopConfig, "LoopSection",
+    exclude=("rate_hz", "duration_s", "arm_on_start", "arm_timeout_s"),
+    check=check_thresholds, module=__name__,
+    doc="``loop:``: timing and fault thresholds (the rate is the launch file's or the "
+        "policy's; the thresholds are checked against it).")
+LoopSection.check_rate = _check_rate  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -251,8 +199,8 @@ class LaunchConfig:
 
     @property
     def link_kind(self) -> str:
-        """``serial``, ``sil``, ``qemu`` or ``ros2``."""
-        return next(k for k, t in _LINK_TYPES.items() if isinstance(self.link, t))
+        """The link's kind in :data:`~karakuri.launch.schema_links.LINKS`, e.g. ``sil``."""
+        return link_kind(self.link)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -290,7 +238,7 @@ def parse_launch(data: Any, source: Path) -> LaunchConfig:
     return cfg
 
 
-__all__ = ["LINK_KINDS", "CommandConfig", "LaunchConfig", "LaunchError", "LinkConfig",
+__all__ = ["LINKS", "LINK_KINDS", "CommandConfig", "LaunchConfig", "LaunchError", "LinkConfig",
            "LoopSection", "PlantSignalSection",
            "SafetyOverrides",
            "SerialLinkConfig", "SilLinkConfig", "TargetBox", "TrustSection", "WorkspaceBox",

@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
-from karakuri.launch.schema_links import _LINK_TYPES, LINK_KINDS, LinkConfig
+from karakuri.launch.schema_links import LINK_KINDS, LINKS, LinkConfig
 
 
 class LaunchError(ValueError):
@@ -55,8 +54,7 @@ class _Ctx:
 
     def convert(self, tp: Any, v: Any, key: str) -> Any:
         origin, args = get_origin(tp), get_args(tp)
-        if tp is LinkConfig or (origin in (typing.Union, types.UnionType)
-                                and Ros2LinkConfig in args):
+        if tp is LinkConfig:
             return self.link(v, key)
         if origin in (typing.Union, types.UnionType):
             inner = [a for a in args if a is not type(None)]
@@ -111,9 +109,67 @@ class _Ctx:
             raise self.fail(key, f"expected a mapping with 'kind' (one of {list(LINK_KINDS)}), "
                                  f"got {v!r}")
         kind = v["kind"]
-        if kind not in _LINK_TYPES:
+        if kind not in LINKS:
             raise self.fail(_join(key, "kind"), f"{kind!r} is not one of {list(LINK_KINDS)}")
-        return self.build(_LINK_TYPES[kind], {k: x for k, x in v.items() if k != "kind"}, key)
+        return self.build(LINKS[kind].config, {k: x for k, x in v.items() if k != "kind"}, key)
+
+
+def config_section(cls: type, name: str, *, exclude: tuple[str, ...] = (),
+                   defaults: Mapping[str, Any] | None = None,
+                   check: Callable[[Any], None] | None = None,
+                   doc: str = "", module: str = __name__) -> type:
+    """A launch-file section made of a runtime config dataclass's own fields.
+
+    The section has ``cls``'s fields (names, types, defaults) less ``exclude`` (the values the
+    composer supplies: a rate, a hold time), so the launch file and the runtime cannot drift
+    apart.  ``section.build(**rest)`` makes the ``cls`` the runtime takes from the section's
+    values plus ``rest``.
+
+    Args:
+        cls: The runtime's frozen config dataclass.
+        name: The section class's name (shown in errors and docs).
+        exclude: Fields of ``cls`` that are not launch-file keys here.
+        defaults: Launch-file defaults for fields that ``cls`` requires.
+        check: Called with the section after construction (the rules of ``cls`` that do not
+            need the excluded values); raises ValueError naming the key.
+        doc: The section's docstring (first line); the field docs stay on ``cls``.
+        module: The module the section is defined in (its ``__module__``).
+    """
+    hints = typing.get_type_hints(cls)
+    defaults = dict(defaults or {})
+    unknown = (set(exclude) | set(defaults)) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise TypeError(f"config_section({cls.__name__}): no fields {sorted(unknown)}")
+    specs: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(cls):
+        if f.name in exclude or not f.init:
+            continue
+        if f.name in defaults:
+            spec = dataclasses.field(default=defaults[f.name])
+        elif f.default is not dataclasses.MISSING:
+            spec = dataclasses.field(default=f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            spec = dataclasses.field(default_factory=f.default_factory)
+        else:
+            spec = dataclasses.field()
+        specs.append((f.name, hints[f.name], spec))
+
+    def build(self: Any, **rest: Any) -> Any:
+        return cls(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, **rest)
+
+    def post_init(self: Any) -> None:
+        if check is not None:
+            check(self)
+
+    build.__doc__ = f"The runtime's :class:`{cls.__qualname__}`: these values plus ``rest``."
+    section = dataclasses.make_dataclass(
+        name, specs, frozen=True, namespace={"build": build, "__post_init__": post_init,
+                                             "runtime_type": cls})
+    section.__module__ = module
+    section.__doc__ = (f"{doc or name}\n\n    The fields of :class:`{cls.__module__}."
+                       f"{cls.__qualname__}` (see its attributes)"
+                       + (f" but {', '.join(exclude)}" if exclude else "") + ".\n")
+    return section
 
 
 def _join(key: str, name: str) -> str:

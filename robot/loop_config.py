@@ -5,8 +5,10 @@ Split from :mod:`karakuri.robot.control_loop`, which re-exports every name here.
 
 from __future__ import annotations
 
+import math
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """Signals that stop the loop in a controlled way: Ctrl-C, ``kill``/systemd/docker, a closed
@@ -60,12 +62,7 @@ class LoopConfig:
             raise ValueError(f"rate_hz: {self.rate_hz} must be > 0 Hz")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ValueError(f"duration_s: {self.duration_s} must be > 0 s (or None)")
-        if self.stale_periods < 1:
-            raise ValueError(f"stale_periods: {self.stale_periods} must be >= 1")
-        if self.stale_fault_s <= self.stale_periods / self.rate_hz:
-            raise ValueError(
-                f"stale_fault_s: {self.stale_fault_s} s must exceed stale_periods / rate_hz = "
-                f"{self.stale_periods / self.rate_hz:.4f} s")
+        check_thresholds(self, self.rate_hz)
 
     @property
     def period(self) -> float:
@@ -73,4 +70,36 @@ class LoopConfig:
         return 1.0 / self.rate_hz
 
 
-__all__ = ["STOP_SIGNALS", "LoopConfig", "LoopError", "stop_reason"]
+def check_thresholds(cfg: Any, rate_hz: float | None = None) -> None:
+    """The rules of :class:`LoopConfig`'s thresholds, for it and for sections holding them.
+
+    Every time is a finite number of seconds, > 0 (``spin_s``: >= 0); ``stale_periods`` >= 1.
+    With ``rate_hz``, also: ``stale_fault_s`` exceeds ``stale_periods`` periods, so that state
+    goes stale (the loop holds) before it is old enough to be a fault (the loop stops).
+
+    Args:
+        cfg: Anything with the fields ``spin_s``, ``late_s``, ``stale_periods``,
+            ``stale_fault_s`` and ``first_state_timeout_s``.
+        rate_hz: The loop rate, Hz; None: not known yet.
+
+    Raises:
+        ValueError: naming the key, the value and the bound.
+    """
+    for key in ("spin_s", "late_s", "stale_fault_s", "first_state_timeout_s"):
+        v, zero_ok = getattr(cfg, key), key == "spin_s"
+        if v is not None and not (math.isfinite(v) and (v >= 0 if zero_ok else v > 0)):
+            raise ValueError(f"{key}: {v} must be a finite number {'>= 0' if zero_ok else '> 0'} s")
+    if cfg.stale_periods < 1:
+        raise ValueError(f"stale_periods: {cfg.stale_periods} must be >= 1")
+    if rate_hz is None:
+        return
+    bound = cfg.stale_periods / rate_hz
+    if not cfg.stale_fault_s > bound:
+        raise ValueError(
+            f"stale_fault_s: {cfg.stale_fault_s} s is too small: it must exceed "
+            f"stale_periods / rate = {cfg.stale_periods} / {rate_hz:g} Hz = {bound:.4g} s "
+            f"(state is stale after stale_periods periods and a fault only after "
+            f"stale_fault_s); raise it or lower loop.stale_periods")
+
+
+__all__ = ["STOP_SIGNALS", "LoopConfig", "LoopError", "check_thresholds", "stop_reason"]

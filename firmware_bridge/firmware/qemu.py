@@ -3,8 +3,9 @@
 ``qemu-system-arm -serial pty`` puts the firmware's UART0 (the wire protocol) on a host
 pseudo-terminal, which :class:`~karakuri.firmware_bridge.serial_link.SerialLink` opens exactly
 as it opens a USB serial port; UART1 carries the firmware's ``KKSTAT`` console lines (its
-counters and servo-loop timing) into a file.  With ``faults`` set, a :class:`PtyFaultProxy`
-sits between the two and corrupts, drops or delays bytes as the virtual MCU's link does.
+counters and servo-loop timing) into a file.  With ``faults`` set, a
+:class:`~karakuri.firmware_bridge.fault_proxy.FaultProxy` sits between the two and corrupts,
+drops or delays frames as the virtual MCU's link does (the same fault channel).
 
 Standard library and numpy only (no MuJoCo): this is the
 ``link: {kind: qemu}`` of a launch file (docs/firmware.md).
@@ -12,19 +13,13 @@ Standard library and numpy only (no MuJoCo): this is the
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import re
 import select
 import shutil
-import struct
 import subprocess
 import tempfile
-import termios
-import threading
 import time
-import tty
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,13 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig, FaultyChannel
+from karakuri.firmware_bridge.fault_channel import FaultConfig
+from karakuri.firmware_bridge.fault_proxy import FaultProxy
 from karakuri.robot.link import LinkError
 
 FIRMWARE_DIR = Path(__file__).resolve().parent
 DEFAULT_ELF = FIRMWARE_DIR / "build" / "qemu" / "karakuri_fw.elf"
-MAX_BACKLOG = 65536
-"""Bytes the fault proxy holds for a side that reads slower than the other writes."""
 _PTY_LINE = re.compile(rb"char device redirected to (\S+) \(label serial0\)")
 
 
@@ -88,14 +82,6 @@ def parse_stats(text: str) -> list[dict[str, int]]:
     return out
 
 
-def _out_queue(fd: int) -> int:
-    """Bytes written to a tty that its other side has not read yet (TIOCOUTQ)."""
-    try:
-        return struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-    except OSError:
-        return 0
-
-
 class QemuBoard:
     """The firmware running under QEMU; a context manager.
 
@@ -110,7 +96,7 @@ class QemuBoard:
         self.config = config
         self.port = ""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._proxy: PtyFaultProxy | None = None
+        self._proxy: FaultProxy | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.console_path = Path(config.console) if config.console else Path()
         if config.console:
@@ -142,7 +128,9 @@ class QemuBoard:
         qemu_port = self._wait_pty(cmd)
         self._wait_steady()
         if cfg.faults.active:
-            self._proxy = PtyFaultProxy(qemu_port, cfg.faults)
+            faults = cfg.faults
+            self._proxy = FaultProxy(qemu_port, faults.direction("to_mcu"),
+                                     faults.direction("to_host"), seed=faults.fault_seed)
             self.port = self._proxy.start()
         else:
             self.port = qemu_port
@@ -200,7 +188,7 @@ class QemuBoard:
             return []
 
     @property
-    def proxy(self) -> PtyFaultProxy | None:
+    def proxy(self) -> FaultProxy | None:
         """The fault proxy between host and board, when faults are set."""
         return self._proxy
 
@@ -227,74 +215,6 @@ class QemuBoard:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-class PtyFaultProxy:
-    """Bytes between a device pty and a new pty for the host, through two faulty channels.
-
-    Args:
-        device: The device's port (QEMU's pty).
-        faults: Corruption, drop and delay rates (``rx`` = host to device).
-    """
-
-    def __init__(self, device: str, faults: FaultConfig) -> None:
-        self.device, self.faults = device, faults
-        self.to_device = FaultyChannel(faults if faults.applies_to("rx") else FaultConfig(), 0)
-        self.to_host = FaultyChannel(faults if faults.applies_to("tx") else FaultConfig(), 1)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._dev = self._master = self._slave = -1
-        self.dropped = 0  # bytes dropped past MAX_BACKLOG
-        self.max_device_backlog = 0  # most bytes ever waiting for the device to take them
-        self.max_pass_s = 0.0  # longest time between two relay passes (this process stalled)
-
-    def start(self) -> str:
-        """Open both sides and start shuffling bytes; returns the host's port path."""
-        self._dev = os.open(self.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        tty.setraw(self._dev)
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        os.set_blocking(self._master, False)
-        self._thread = threading.Thread(target=self._run, name="qemu-fault-proxy", daemon=True)
-        self._thread.start()
-        return os.ttyname(self._slave)
-
-    def _run(self) -> None:
-        # Bytes a side could not take yet wait here (QEMU's UART takes one byte at a time),
-        # so the proxy adds only the configured faults; past MAX_BACKLOG they are dropped.
-        backlog = {self._dev: bytearray(), self._master: bytearray()}
-        last = time.monotonic()
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._dev, self._master], [], [], 0.002)
-            now = time.monotonic()
-            self.max_pass_s, last = max(self.max_pass_s, now - last), now
-            for src, chan in ((self._master, self.to_device), (self._dev, self.to_host)):
-                if src in ready:
-                    with contextlib.suppress(OSError):  # the host has not opened its side yet
-                        chan.push(os.read(src, 4096), now)
-            for dst, chan in ((self._dev, self.to_device), (self._master, self.to_host)):
-                pending = backlog[dst]
-                pending += chan.pop(now)
-                if len(pending) > MAX_BACKLOG:
-                    self.dropped += len(pending) - MAX_BACKLOG
-                    del pending[:len(pending) - MAX_BACKLOG]
-                with contextlib.suppress(OSError):  # full for now: retry on the next pass
-                    while pending:
-                        del pending[:os.write(dst, pending)]
-                if dst == self._dev:  # ours plus what the pty holds that QEMU has not read
-                    queued = len(pending) + _out_queue(dst)
-                    self.max_device_backlog = max(self.max_device_backlog, queued)
-
-    def close(self) -> None:
-        """Stop the thread and close the fds; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-        for fd in (self._dev, self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._dev = self._master = self._slave = -1
 
 
 class MeasuredToolPlant:

@@ -7,9 +7,24 @@ that repeat its keys.  Imports no torch; MuJoCo only for ``link: {kind: sil}``.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from karakuri.launch.cli import usage_error
+from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+
+
+@dataclass(frozen=True)
+class DeployArgs:
+    """What ``karakuri deploy`` takes: a launch file, and where to put the summary.
+
+    Attributes:
+        launch: launch file (YAML), e.g. launch/reach_sil.yaml
+        summary_json: also write the summary as JSON to PATH
+    """
+
+    launch: str = field(metadata={"positional": True})
+    summary_json: str | None = field(default=None, metadata={"metavar": "PATH"})
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,9 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the loop a launch file describes; prints the timing summary, link "
                     "counters, safety interventions and (sim-in-the-loop) the success rate. "
                     "Ctrl-C stops it and leaves the robot holding.")
-    p.add_argument("launch", type=Path, help="launch file (YAML), e.g. launch/reach_sil.yaml")
-    p.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
-                   help="also write the summary as JSON to PATH")
+    add_dataclass_args(p, DeployArgs)
     p.set_defaults(func=run)
 
 
@@ -39,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from karakuri.robot.policy import PolicyError
     from karakuri.robot.spec import RobotSpecError
 
+    opts = dataclass_from_args(DeployArgs, args)
     try:
-        cfg = load_launch(args.launch)
+        cfg = load_launch(opts.launch)
         result = deploy(cfg)
     except (LaunchError, LoopError, PolicyError, RobotSpecError, LinkError) as e:
         return usage_error("deploy", e)
@@ -52,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"success rate: {s.success_rate:.1%} over {len(s.episodes)} episodes")
     for note in result.notes:  # e.g. the allow_unsigned warning, again at the end
         print(note)
-    if args.summary_json is not None:
-        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
-        args.summary_json.write_text(s.to_json())
+    if opts.summary_json is not None:
+        out = Path(opts.summary_json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(s.to_json())
     return s.exit_code

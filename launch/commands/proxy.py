@@ -13,16 +13,35 @@ import argparse
 import dataclasses
 import threading
 import time
+from dataclasses import dataclass, field
 
 from karakuri.firmware_bridge.fault_proxy import DIRECTIONS, DirectionFaults, FaultProxy
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, Hello, Message
 from karakuri.launch.cli import usage_error
+from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.launch.foreground import stop_on_signals
 
 _MESSAGES: dict[str, Message] = {
     "hello": Hello(20_000),  # a foreign host's handshake (it disarms the MCU)
     "fault": Fault(FaultCode.ESTOP, 0xFFFF),  # a forged e-stop FAULT event
 }
+
+
+@dataclass(frozen=True)
+class ProxyArgs:
+    """What ``karakuri proxy`` relays, beside each direction's faults (``--to-mcu-*``, ...).
+
+    Attributes:
+        mcu: the MCU's port: the pty 'karakuri sil' prints, or a device (required)
+        link_path: keep a symlink to the host-side pty here
+        seed: seed of the fault generators
+        duration_s: stop after this long, s (default: until Ctrl-C)
+    """
+
+    mcu: str | None = field(default=None, metadata={"metavar": "PORT"})
+    link_path: str = ""
+    seed: int = 0
+    duration_s: float | None = None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,12 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Relay bytes between a new host-side pty and an MCU's port with faults per "
                     "direction. Prints 'port: PATH' first; Ctrl-C stops it and prints its "
                     "counters.")
-    p.add_argument("--mcu", required=True, metavar="PORT",
-                   help="the MCU's port: the pty 'karakuri sil' prints, or a device")
-    p.add_argument("--link-path", default="", help="keep a symlink to the host-side pty here")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fault generators")
-    p.add_argument("--duration-s", type=float, default=None,
-                   help="stop after this long, s (default: until Ctrl-C)")
+    add_dataclass_args(p, ProxyArgs)
     p.add_argument("--inject", action="append", default=[], metavar="AT_S:DIRECTION:WHAT",
                    help="at AT_S s, put WHAT on the line towards DIRECTION (to_mcu, to_host); "
                         f"WHAT: {', '.join(_MESSAGES)} or hex:BYTES (raw). Repeatable")
@@ -74,20 +88,24 @@ def parse_inject(text: str) -> tuple[float, str, bytes | Message]:
 
 def run(args: argparse.Namespace) -> int:
     """Exit code 0 after Ctrl-C, SIGTERM, SIGHUP or the duration; 2 on a bad setting or port."""
+    opts = dataclass_from_args(ProxyArgs, args)
+    if not opts.mcu:
+        return usage_error("proxy", "--mcu PORT is required: the MCU's port (the pty 'karakuri "
+                                    "sil' prints, or a device)")
     try:
         faults = {d: DirectionFaults(**{f.name: getattr(args, f"{d}__{f.name}")
                                         for f in dataclasses.fields(DirectionFaults)})
                   for d in DIRECTIONS}
         injections = sorted(parse_inject(t) for t in args.inject)
-        proxy = FaultProxy(args.mcu, faults["to_mcu"], faults["to_host"], seed=args.seed,
-                           link_path=args.link_path)
+        proxy = FaultProxy(opts.mcu, faults["to_mcu"], faults["to_host"], seed=opts.seed,
+                           link_path=opts.link_path)
         port = proxy.open()
     except (ValueError, OSError) as e:
         return usage_error("proxy", e)
 
     with stop_on_signals(proxy.request_stop):
         print(f"port: {port}", flush=True)
-        print(f"fault proxy: {args.mcu} <-> {port}; to_mcu {faults['to_mcu']}, to_host "
+        print(f"fault proxy: {opts.mcu} <-> {port}; to_mcu {faults['to_mcu']}, to_host "
               f"{faults['to_host']}; Ctrl-C to stop", flush=True)
         done = threading.Event()
 
@@ -99,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
         threading.Thread(target=script, name="proxy-script", daemon=True).start()
         try:
-            proxy.run(args.duration_s)
+            proxy.run(opts.duration_s)
         except KeyboardInterrupt:
             pass
         finally:

@@ -9,12 +9,39 @@ a stable symlink to the pty.  The fault flags make the line noisy.
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig
+from karakuri.firmware_bridge.fault_channel import FaultConfig
 from karakuri.firmware_bridge.virtual_mcu import VirtualMCU, VirtualMCUConfig
 from karakuri.launch.cli import usage_error
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
 from karakuri.launch.foreground import stop_on_signals
+
+
+@dataclass(frozen=True)
+class SilArgs:
+    """What ``karakuri sil`` runs, beside the virtual MCU's config and its faults.
+
+    Attributes:
+        robot: Registered robot name or sidecar .yaml.
+        duration_s: Stop after this much MCU (simulated) time, s; None: run until Ctrl-C.
+    """
+
+    robot: str = "industrial_arm"
+    duration_s: float | None = None
+
+
+class _DeprecatedRealtime(argparse.Action):
+    """``--realtime``/``--no-realtime``: the old name of ``--paced``; warns, then sets it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        paced = not (option_string or "").startswith("--no-")
+        new = "--paced" if paced else "--no-paced"
+        print(f"karakuri sil: {option_string} is deprecated; use {new}", file=sys.stderr)
+        namespace.paced = paced
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sil", help="run a virtual MCU: a robot's MuJoCo model behind a pty (serial port)",
         description="Run a virtual MCU in the foreground. Prints 'port: PATH' first; Ctrl-C "
                     "stops it and prints its counters.")
-    p.add_argument("--robot", default="industrial_arm",
-                   help="registered robot name or sidecar .yaml (default: industrial_arm)")
-    p.add_argument("--duration-s", type=float, default=None,
-                   help="stop after this much MCU (simulated) time, s (default: run until Ctrl-C)")
+    add_dataclass_args(p, SilArgs)
     add_dataclass_args(p, VirtualMCUConfig)
+    p.add_argument("--realtime", "--no-realtime", nargs=0, action=_DeprecatedRealtime,
+                   help="deprecated name of --paced / --no-paced")
     add_dataclass_args(p, FaultConfig)
     p.set_defaults(func=run)
 
@@ -37,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     from karakuri.robot.registry import load_robot
     from karakuri.robot.spec import RobotSpecError
 
+    opts = dataclass_from_args(SilArgs, args)
     try:
-        spec = load_robot(args.robot)
+        spec = load_robot(opts.robot)
         mcu = VirtualMCU(spec, dataclass_from_args(VirtualMCUConfig, args),
                          dataclass_from_args(FaultConfig, args))
         port = mcu.open()
@@ -51,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
               f"0x{spec.joint_hash():08x}, servo {mcu.plant.dt * 1e3:g} ms, faults "
               f"{mcu.faults if mcu.faults.active else 'none'}; Ctrl-C to stop", flush=True)
         try:
-            mcu.run(args.duration_s)
+            mcu.run(opts.duration_s)
         except KeyboardInterrupt:
             pass
         finally:

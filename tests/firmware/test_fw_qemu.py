@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from fw_qemu_helpers import SPEC, Recorder, Timing, connect, drive, on_time, wait_status
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig
+from karakuri.firmware_bridge.fault_channel import FaultConfig
 from karakuri.firmware_bridge.firmware.qemu import QemuBoard, QemuLinkConfig
 from karakuri.robot.link import StatusBits
 
@@ -131,8 +131,8 @@ def test_one_percent_corrupted_bytes_are_rejected_and_counted_on_both_sides(
             timing.board(board, start.device_time_us)
             proxy = board.proxy
         assert proxy is not None
-        assert proxy.to_device.stats.bytes_corrupted > 20
-        assert proxy.to_host.stats.bytes_corrupted > 5
+        assert proxy.counters()["to_mcu_bytes_corrupted"] > 20
+        assert proxy.counters()["to_host_bytes_corrupted"] > 5
         assert host.crc_errors + host.length_errors > 0, host
         assert fw["crc_errors"] + fw["length_errors"] > 0, fw
         assert fw["watchdog_trips"] == 0 and fw["commands_applied"] > 100, (fw, faults[-3:])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-EDGE_MODULES = ("codec", "messages", "protocol", "host_core", "mcu_core", "fault_injection",
-                "serial_link")
+EDGE_MODULES = ("codec", "messages", "protocol", "host_core", "mcu_core", "fault_channel",
+                "fault_proxy", "virtual_mcu_config", "serial_link")
 
 SCRIPT = f"""
 import sys

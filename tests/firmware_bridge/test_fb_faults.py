@@ -9,7 +9,7 @@ pytest.importorskip("mujoco")
 
 from fb_helpers import drive, on_time, smoothstep_path, wait_for
 
-from karakuri.firmware_bridge.fault_injection import FaultConfig
+from karakuri.firmware_bridge.fault_channel import FaultConfig
 from karakuri.firmware_bridge.serial_link import SerialLink, SerialLinkConfig
 from karakuri.firmware_bridge.virtual_mcu import (
     MujocoPlant,

@@ -21,7 +21,7 @@ pytest.importorskip("mujoco")
 
 from trust_helpers import hold_policy  # noqa: E402
 
-from karakuri.launch import deploy as deploy_mod  # noqa: E402
+from karakuri.launch import schema_links  # noqa: E402
 from karakuri.launch.cli import USAGE_ERROR, main  # noqa: E402
 from karakuri.robot.registry import load_robot  # noqa: E402
 
@@ -37,7 +37,7 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mcu_starts(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[object]:
     """Records each virtual MCU deploy would start (none may start on a refused file)."""
     started: list[object] = []
-    monkeypatch.setattr(deploy_mod, "_virtual_mcu", lambda *a, **k: started.append(a) or 1 / 0)
+    monkeypatch.setattr(schema_links, "virtual_mcu", lambda *a, **k: started.append(a) or 1 / 0)
     monkeypatch.setenv("KARAKURI_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     return started
 

@@ -16,6 +16,7 @@ pytest.importorskip("mujoco")
 from onnx import TensorProto, helper  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
+from karakuri.launch import schema_links  # noqa: E402
 from karakuri.launch.schema import LaunchError, load_launch  # noqa: E402
 from karakuri.policies.metadata import PolicyMetadata  # noqa: E402
 from karakuri.robot.registry import load_robot  # noqa: E402
@@ -92,7 +93,7 @@ def test_a_rate_the_file_claims_is_checked_not_believed(tmp_path):
 def test_finding_1_honest_file_with_a_far_target_stays_inside_the_envelope(tmp_path):
     """Over the real pty: every COMMAND the MCU applied moves at most velocity_limit."""
     seen = []
-    real = deploy_mod._virtual_mcu
+    real = schema_links.virtual_mcu
 
     def spy(*a, **kw):
         cm = real(*a, **kw)
@@ -109,7 +110,7 @@ def test_finding_1_honest_file_with_a_far_target_stays_inside_the_envelope(tmp_p
         return Wrap()
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(deploy_mod, "_virtual_mcu", spy)
+    mp.setattr(schema_links, "virtual_mcu", spy)
     try:
         result = deploy_mod.deploy(load_launch(launch(tmp_path)), log=lambda s: None)
     finally:

@@ -17,6 +17,7 @@ from test_deploy_sil import launch
 
 from karakuri.firmware_bridge.protocol import Fault, FaultCode, State, encode_frame
 from karakuri.launch import deploy as deploy_mod
+from karakuri.launch import schema_links
 from karakuri.launch.schema import load_launch
 from karakuri.robot.link import StatusBits
 from karakuri.robot.loop_stats import EXIT_CODES
@@ -39,7 +40,7 @@ def deploy_once(tmp_path, monkeypatch, frame_for):
     Written five times, 10 ms apart: the loop reads the newest STATE once a tick, and a single
     forged STATE may be replaced by the MCU's next before it is read (never used, so harmless).
     """
-    real = deploy_mod._virtual_mcu
+    real = schema_links.virtual_mcu
     seen, injected = [], []
 
     def inject():
@@ -72,14 +73,14 @@ def deploy_once(tmp_path, monkeypatch, frame_for):
 
         return Wrap()
 
-    monkeypatch.setattr(deploy_mod, "_virtual_mcu", spy)
+    monkeypatch.setattr(schema_links, "virtual_mcu", spy)
     injector = threading.Thread(target=inject, daemon=True)
     injector.start()
     cfg = load_launch(launch(tmp_path, command={"targets": [[0.5, 0.1, 0.3]], "hold_s": 6.0,
                                                 "reset_s": 0.0}))
     summary = deploy_mod.deploy(cfg, log=lambda s: None).summary
     injector.join(5.0)
-    monkeypatch.setattr(deploy_mod, "_virtual_mcu", real)
+    monkeypatch.setattr(schema_links, "virtual_mcu", real)
     return summary, seen[0], bool(injected)
 
 

@@ -20,6 +20,7 @@ pytest.importorskip("mujoco")
 from trust_helpers import hold_policy  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
+from karakuri.launch import schema_links  # noqa: E402
 from karakuri.launch.schema import load_launch  # noqa: E402
 from karakuri.robot.link import CommandMode  # noqa: E402
 
@@ -45,7 +46,7 @@ def launch(tmp_path: Path, poison: bool = False, **kw) -> Path:
 def mcu_spy(monkeypatch):
     """Keep a handle on the VirtualMCU that deploy starts."""
     seen = []
-    real = deploy_mod._virtual_mcu
+    real = schema_links.virtual_mcu
 
     def spy(*a, **kw):
         cm = real(*a, **kw)
@@ -63,7 +64,7 @@ def mcu_spy(monkeypatch):
 
         return Wrap()
 
-    monkeypatch.setattr(deploy_mod, "_virtual_mcu", spy)
+    monkeypatch.setattr(schema_links, "virtual_mcu", spy)
     return seen
 
 

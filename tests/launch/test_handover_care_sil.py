@@ -28,6 +28,7 @@ mujoco = pytest.importorskip("mujoco")
 from onnx import TensorProto, helper  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
+from karakuri.launch import schema_links  # noqa: E402
 from karakuri.launch.schema import load_launch  # noqa: E402
 from karakuri.policies.metadata import PolicyMetadata  # noqa: E402
 from karakuri.robot.registry import load_robot  # noqa: E402
@@ -128,7 +129,7 @@ class PlantObserver:
 @contextlib.contextmanager
 def observed(monkeypatch, box: dict):
     """Run deploys with a :class:`PlantObserver` on their virtual MCU (box['obs'])."""
-    orig = deploy_mod._virtual_mcu
+    orig = schema_links.virtual_mcu
 
     @contextlib.contextmanager
     def wrapped(*args, **kwargs):
@@ -136,7 +137,7 @@ def observed(monkeypatch, box: dict):
             box["obs"] = PlantObserver(mcu, push=box["push"])
             yield mcu
 
-    monkeypatch.setattr(deploy_mod, "_virtual_mcu", wrapped)
+    monkeypatch.setattr(schema_links, "virtual_mcu", wrapped)
     yield box
 
 
