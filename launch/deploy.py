@@ -32,6 +32,7 @@ from karakuri.launch.deploy_resolve import (
     resolve_spec,
 )
 from karakuri.launch.schema import LINKS, LaunchConfig, LaunchError
+from karakuri.launch.tool_fk import mujoco_fk
 from karakuri.robot.control_loop import ControlLoop, LoopConfig
 from karakuri.robot.envelope import (
     Description,
@@ -45,7 +46,6 @@ from karakuri.robot.loop_stats import LoopSummary
 from karakuri.robot.policy import Policy
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import (
-    ForwardKinematics,
     SafetyConfigError,
     SafetyFilter,
     SafetyLimits,
@@ -95,32 +95,6 @@ def build_safety(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float,
         return SafetyFilter(limits, 1.0 / rate_hz, cfg.soft_start_s, fk=fk)
     except (SafetyConfigError, EnvelopeError) as e:
         raise LaunchError(f"{cfg.source}: {e}") from e
-
-
-def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
-    """Tool-site forward kinematics from the robot's model (needs MuJoCo and the model file)."""
-    try:
-        import mujoco
-
-        from karakuri.robot.loader import load_model
-    except ImportError as e:
-        raise SafetyConfigError(
-            "safety.workspace needs forward kinematics, computed with MuJoCo, which is not "
-            "installed here; install karakuri[sim] or remove safety.workspace") from e
-    if not spec.model_path or not spec.tool_site:
-        raise SafetyConfigError(f"safety.workspace needs the model file and tool site of robot "
-                                f"{spec.name!r}; name it by a registered name or sidecar path")
-    model = load_model(spec.model_path)
-    data = mujoco.MjData(model)
-    adr = np.array([model.jnt_qposadr[model.joint(j).id] for j in spec.joint_names])
-    site = model.site(spec.tool_site).id
-
-    def fk(q: np.ndarray) -> np.ndarray:
-        data.qpos[adr] = q
-        mujoco.mj_kinematics(model, data)
-        return data.site_xpos[site].copy()
-
-    return fk
 
 
 @contextlib.contextmanager

@@ -126,7 +126,7 @@ def _open_qemu(cfg: QemuLinkConfig, spec: RobotSpec, rate_hz: float,
                stack: contextlib.ExitStack, model: Any) -> Opened:
     """The reference firmware on an emulated Cortex-M, over its pty."""
     from karakuri.firmware_bridge.firmware.qemu import MeasuredToolPlant, QemuBoard
-    from karakuri.launch.deploy import mujoco_fk
+    from karakuri.launch.tool_fk import mujoco_fk
     from karakuri.robot.safety import SafetyConfigError
 
     board = stack.enter_context(QemuBoard(cfg))
