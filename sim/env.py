@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 import torch
 
+from karakuri.robot.mjcf_index import JointIndex, MjcfIndexError
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.backends import make_physics
 from karakuri.sim.observations import ObsAssembler
@@ -116,26 +117,13 @@ class BatchedEnv:
 
     # -- construction helpers ------------------------------------------------------------
     def _index_joints(self) -> None:
-        m = self.model
-        names = self.robot.joint_names
-        self.qpos_idx = torch.tensor(
-            [m.jnt_qposadr[m.joint(j).id] for j in names], device=self.device
-        )
-        self.qvel_idx = torch.tensor(
-            [m.jnt_dofadr[m.joint(j).id] for j in names], device=self.device
-        )
-        act = []
-        for j in names:
-            jid = m.joint(j).id
-            hits = [
-                a
-                for a in range(m.nu)
-                if m.actuator_trntype[a] == 0 and m.actuator_trnid[a, 0] == jid
-            ]
-            if not hits:
-                raise EnvError(f"joint {j!r} of robot {self.robot.name!r} has no actuator")
-            act.append(hits[0])
-        self.ctrl_idx = torch.tensor(act, device=self.device)
+        try:
+            index = JointIndex.build(self.model, self.robot.joint_names)
+        except MjcfIndexError as e:
+            raise EnvError(f"robot {self.robot.name!r}: {e}") from e
+        self.qpos_idx = torch.tensor(index.qpos, device=self.device)
+        self.qvel_idx = torch.tensor(index.dof, device=self.device)
+        self.ctrl_idx = torch.tensor(index.act, device=self.device)  # each joint's first actuator
 
     def _check_rewards(self) -> None:
         probe = self.task.reward_terms(

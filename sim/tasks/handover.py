@@ -43,6 +43,7 @@ from typing import ClassVar
 import mujoco
 import torch
 
+from karakuri.robot.mjcf_index import dof_adr, followers, qpos_adr
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
@@ -271,14 +272,11 @@ class Handover(Task):
         mass = float(m.body_subtreemass[m.body(f"{HAND}_ref").id])
         self._omega = torch.tensor([math.sqrt(float(m.jnt_stiffness[j.id]) / mass) for j in rj],
                                    device=dev)
-        self._arm_qadr = torch.tensor([int(m.joint(j).qposadr[0]) for j in self.robot.joint_names],
-                                      device=dev)
-        self._arm_dadr = torch.tensor([int(m.joint(j).dofadr[0]) for j in self.robot.arm_joints],
-                                      device=dev)
+        self._arm_qadr = torch.tensor(qpos_adr(m, self.robot.joint_names), device=dev)
+        self._arm_dadr = torch.tensor(dof_adr(m, self.robot.arm_joints), device=dev)
         grip = m.joint(self.robot.gripper_joints[0])
         self._mirror = torch.tensor(
-            [int(m.jnt_qposadr[m.eq_obj1id[e]]) for e in range(m.neq)
-             if m.eq_type[e] == mujoco.mjtEq.mjEQ_JOINT and m.eq_obj2id[e] == grip.id],
+            [int(m.jnt_qposadr[f]) for f in followers(m, grip.id)],
             dtype=torch.long, device=dev)
         self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=dev)
         home = [*self.robot.default_pose[: self.robot.n_arm].tolist(), self.cfg.grip]

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 import torch
 
+from karakuri.robot.mjcf_index import qpos_adr
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
@@ -219,7 +220,7 @@ class Reach(Task):
         self._pool = self._target_pool(m).to(ctx.device)
         self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=ctx.device)
         self._arm_qadr = torch.tensor(
-            [m.jnt_qposadr[m.joint(j).id] for j in self.robot.joint_names], device=ctx.device
+            qpos_adr(m, self.robot.joint_names), device=ctx.device
         )
         # made here, not per reset: building or slicing by device tensors waits for the GPU
         self._home = torch.tensor(self.robot.default_pose.tolist(), device=ctx.device)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from karakuri.robot.mjcf_index import dof_adr, qpos_adr
 from karakuri.robot.spec import RobotSpec
 
 SPEED_FRACTION = 1.0 / 6.0  # full action -> this fraction of the joint's velocity limit
@@ -82,7 +83,7 @@ def _fk(model: Any, robot: RobotSpec, poses: np.ndarray) -> np.ndarray:
     import mujoco
 
     data = mujoco.MjData(model)
-    adr = [int(model.jnt_qposadr[model.joint(j).id]) for j in robot.joint_names]
+    adr = qpos_adr(model, robot.joint_names)
     site = model.site(robot.tool_site).id
     out = np.empty((len(poses), 3))
     for k, q in enumerate(poses):
@@ -193,8 +194,7 @@ def _ik_error(model: Any, robot: RobotSpec, q0: np.ndarray, goal: np.ndarray) ->
     import mujoco
 
     data = mujoco.MjData(model)
-    adr = [int(model.jnt_qposadr[model.joint(j).id]) for j in robot.arm_joints]
-    dof = [int(model.jnt_dofadr[model.joint(j).id]) for j in robot.arm_joints]
+    adr, dof = qpos_adr(model, robot.arm_joints), dof_adr(model, robot.arm_joints)
     site = model.site(robot.tool_site).id
     n = robot.n_arm
     q = q0[:n].copy()
