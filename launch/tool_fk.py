@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from karakuri.robot.mjcf_index import qpos_adr
 from karakuri.robot.safety import ForwardKinematics, SafetyConfigError
 from karakuri.robot.spec import RobotSpec
 
@@ -28,7 +29,7 @@ def mujoco_fk(spec: RobotSpec) -> ForwardKinematics:
                                 f"{spec.name!r}; name it by a registered name or sidecar path")
     model = load_model(spec.model_path)
     data = mujoco.MjData(model)
-    adr = np.array([model.jnt_qposadr[model.joint(j).id] for j in spec.joint_names])
+    adr = qpos_adr(model, spec.joint_names)
     site = model.site(spec.tool_site).id
 
     def fk(q: np.ndarray) -> np.ndarray:
