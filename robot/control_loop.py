@@ -1,10 +1,11 @@
 """The fixed-rate control loop: state -> policy -> safety filter -> link, on absolute deadlines.
 
 Timing model: tick ``k`` is due at ``t0 + k / rate_hz``.  The loop spends the idle part of a
-period writing buffered telemetry, sleeps until ``spin_s`` before the deadline, then spins on
-the monotonic clock.  A tick that starts more than ``late_s`` after its deadline is *late*; a
-tick that overran whole periods skips those deadlines, which are counted as *missed* (the
-schedule never drifts).  Each tick:
+period writing buffered telemetry, then waits on its :class:`~karakuri.robot.loop_clock.Clock`
+(by default the monotonic clock: sleep until ``spin_s`` before the deadline, then spin).
+A tick that starts more than ``late_s`` after its deadline is *late*; a tick that overran
+whole periods skips those deadlines, which are counted as *missed* (the schedule never
+drifts).  Each tick:
 
 1. ``link.latest_state()`` (never blocks); robot status bits ESTOP/FAULT/WATCHDOG latch;
 2. staleness: state older than ``stale_periods`` periods -> hold and count; older than
@@ -23,13 +24,13 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from karakuri.robot.link import CommandMode, JointState, Link, LinkError, StatusBits
+from karakuri.robot.loop_clock import Clock, WallClock
 from karakuri.robot.loop_commands import CommandSource, Episode, EpisodeSchedule
 from karakuri.robot.loop_config import STOP_SIGNALS, LoopConfig, LoopError, stop_reason
 from karakuri.robot.loop_stats import EpisodeOutcome, LatencyHistogram, LoopSummary
@@ -62,6 +63,8 @@ class ControlLoop:
         log: Where the loop prints its realtime line and notices.
         state_bounds: What a plausible state keeps (limits, margin, speed); default: the
             filter's limits.  ``karakuri deploy`` passes the robot's envelope.
+        clock: Where the loop reads time and waits for deadlines (the clock the link stamps
+            states on); default :class:`WallClock` with ``config.spin_s``.
     """
 
     def __init__(self, link: Link, policy: Policy, safety: SafetyFilter, config: LoopConfig, *,
@@ -71,7 +74,7 @@ class ControlLoop:
                  on_episode_start: Callable[[Episode], None] | None = None,
                  realtime: RealtimeConfig | None = None,
                  log: Callable[[str], None] = print,
-                 state_bounds: StateBounds | None = None) -> None:
+                 state_bounds: StateBounds | None = None, clock: Clock | None = None) -> None:
         extra = [s for s in policy.input_names if s not in (*_LOOP_INPUTS, "last_action")]
         if extra:
             raise LoopError(f"policy input(s) {extra} are not provided by the control loop; it "
@@ -83,6 +86,7 @@ class ControlLoop:
         self.commands, self.telemetry = commands, telemetry
         self.evaluator, self.on_episode_start, self.log = evaluator, on_episode_start, log
         self.realtime = realtime or RealtimeConfig()
+        self.clock: Clock = clock if clock is not None else WallClock(config.spin_s)
         n = safety.limits.lower.shape[0]
         self.reset_pose = None if reset_pose is None else np.asarray(reset_pose, np.float64)
         self._n = n
@@ -129,7 +133,7 @@ class ControlLoop:
                 self.safety.reset(state.position)
                 self._init_run(state)
                 if self.config.arm_on_start:
-                    self._arm(time.monotonic())
+                    self._arm(self.clock.now())
                 self._started = True
                 self._run_ticks()
         except KeyboardInterrupt:
@@ -152,16 +156,17 @@ class ControlLoop:
         self.stop(stop_reason(signum))
 
     def _wait_first_state(self) -> JointState:
-        deadline = time.monotonic() + self.config.first_state_timeout_s
+        clock = self.clock
+        deadline = clock.now() + self.config.first_state_timeout_s
         fresh_s = self.config.stale_periods * self.config.period
-        while time.monotonic() < deadline and self._stop_reason is None:
+        while clock.now() < deadline and self._stop_reason is None:
             state = self.link.latest_state()
-            if state is not None and time.monotonic() - state.stamp <= fresh_s:
+            if state is not None and clock.now() - state.stamp <= fresh_s:
                 bad = self._guard.monitor.check(state)
                 if bad is not None:
                     raise LoopError(f"{bad}; refusing to start")
                 return state
-            time.sleep(0.002)
+            clock.sleep_until(clock.now() + 0.002)
         if self._stop_reason is not None:
             raise LoopError(f"stopped before the first state arrived: {self._stop_reason}")
         raise LoopError(
@@ -175,21 +180,22 @@ class ControlLoop:
         self._outcomes: list[EpisodeOutcome] = []
         self._err, self._compute = LatencyHistogram(), LatencyHistogram()
         self.ticks = self.late = self.missed = self.stale = 0
-        self._last_fresh = time.monotonic()
+        self._last_fresh = self.clock.now()
         self._last_state = state
         self._arming_until: float | None = None
         self._safety_seen: dict[str, int] = {}
         self._guard.armed_seen = bool(StatusBits(state.status) & StatusBits.ARMED)
 
     def _run_ticks(self) -> None:
-        cfg, clock = self.config, time.monotonic
+        cfg, clock = self.config, self.clock.now
         period = cfg.period
         late_s = cfg.late_s if cfg.late_s is not None else 0.1 * period
         t0 = clock()
         self._t0 = t0
         end = t0 + cfg.duration_s if cfg.duration_s else np.inf
-        deadline = t0
+        due = 0  # index of the next deadline: t0 + due * period (no drift from summing)
         while self._stop_reason is None:
+            deadline = t0 + due * period
             self._wait_until(deadline)
             start = clock()
             err = start - deadline
@@ -208,17 +214,12 @@ class ControlLoop:
                     "tick": self.ticks, "period_error_us": err * 1e6, "compute_us": compute * 1e6,
                     "late": int(err > late_s), "missed": missed}, start)
             self.ticks += 1
-            deadline += (missed + 1) * period
+            due += missed + 1
 
     def _wait_until(self, deadline: float) -> None:
-        spin = self.config.spin_s
         if self.telemetry is not None:
-            self.telemetry.drain(until=deadline - spin - 0.0005)
-        remaining = deadline - time.monotonic() - spin
-        if remaining > 0:
-            time.sleep(remaining)
-        while time.monotonic() < deadline:
-            pass
+            self.telemetry.drain(until=deadline - self.config.spin_s - 0.0005)
+        self.clock.sleep_until(deadline)
 
     # ------------------------------------------------------------------ one tick
     def _tick(self, now: float) -> None:
@@ -236,7 +237,7 @@ class ControlLoop:
             mode = CommandMode.HOLD if self.safety.latched else CommandMode.POSITION
         try:
             self.link.send_command(target, mode)
-            self._guard.sent(time.monotonic())
+            self._guard.sent(self.clock.now())
         except LinkError as e:
             self._guard.fault("link", f"link refused a command: {e}")
         if self.safety.fault is not None:
@@ -307,7 +308,7 @@ class ControlLoop:
                 self.safety.estop(reason)
             elif self.safety.fault is None:  # rearm never clears a fault: restart instead
                 self.safety.reset(self._last_state.position)
-                self._arm(time.monotonic())
+                self._arm(self.clock.now())
 
     # ------------------------------------------------------------------ episodes
     def _advance_phase(self, now: float) -> None:
@@ -332,7 +333,7 @@ class ControlLoop:
 
     # ------------------------------------------------------------------ end
     def _final_hold(self) -> None:
-        q = self._guard.final_pose(self.link.latest_state(), time.monotonic(),
+        q = self._guard.final_pose(self.link.latest_state(), self.clock.now(),
                                    self.config.stale_fault_s, self.safety.hold_target())
         lim = self.safety.limits  # the MCU holds where it is; no target leaves the limits
         q = np.minimum(np.maximum(q, lim.lower), lim.upper)
@@ -360,7 +361,7 @@ class ControlLoop:
         watchdog = getattr(self.link, "watchdog_s", None)
         return LoopSummary(
             rate_hz=self.config.rate_hz, ticks=self.ticks, late=self.late, missed=self.missed,
-            stale=self.stale, duration_s=time.monotonic() - getattr(self, "_t0", time.monotonic()),
+            stale=self.stale, duration_s=self.clock.now() - getattr(self, "_t0", self.clock.now()),
             period_error=self._err.percentiles(), compute=self._compute.percentiles(),
             link=counters, link_faults=faults,
             link_faults_total=len(faults) + counters.get("faults_dropped", 0),

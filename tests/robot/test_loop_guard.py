@@ -103,7 +103,7 @@ def test_bad_first_state_refuses_to_start():
 
 def test_stale_stop_has_its_own_exit_code():
     link, policy = FakeLink(), FakePolicy()
-    at_send(link, 10, lambda: setattr(link, "frozen_at", time.monotonic()))
+    at_send(link, 10, lambda: setattr(link, "frozen_at", link.clock.now()))
     s = make_loop(link, policy, duration=2.0, stale_fault_s=0.1).run()
     assert s.fault.startswith("stale STATE") and s.exit_code == EXIT_CODES["stale"] == 5
 
