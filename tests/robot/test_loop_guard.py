@@ -4,7 +4,6 @@ Each stop has a stable kind and exit code (``loop_stats.EXIT_CODES``) and a mess
 cause; the final HOLD never carries a NaN.
 """
 
-import time
 
 import numpy as np
 import pytest
