@@ -18,9 +18,8 @@ import dataclasses
 import typing
 from typing import Any
 
-from karakuri.robot.dataclass_cli import _field_docs, _unwrap_optional
+from karakuri.robot.dataclass_cli import _field_docs, _unwrap_optional, dataclass_from_args
 from karakuri.robot.dataclass_cli import add_dataclass_args as _add_plain_args
-from karakuri.robot.dataclass_cli import dataclass_from_args
 
 __all__ = ["add_dataclass_args", "dataclass_from_args"]
 
@@ -38,10 +37,11 @@ def add_dataclass_args(
     """
     hints = typing.get_type_hints(cls)
     docs = _field_docs(cls)
-    fields = [f for f in dataclasses.fields(cls) if f.init and f.name not in skip]
-    for f in fields:  # in field order, so --help lists them as the class does
+    # field by field, in order, so that --help lists them as the class does
+    for f in (f for f in dataclasses.fields(cls) if f.init and f.name not in skip):
         if not any(k in f.metadata for k in _CLI_KEYS):
-            _add_plain_args(parser, cls, skip=tuple(g.name for g in fields if g is not f))
+            others = tuple(g.name for g in dataclasses.fields(cls) if g is not f)
+            _add_plain_args(parser, cls, skip=others)
             continue
         tp, _ = _unwrap_optional(hints[f.name])
         conv = tp if tp in (int, float, str) else str
@@ -52,7 +52,7 @@ def add_dataclass_args(
             parser.add_argument(f.name, **kwargs)
             continue
         default = None if f.default is dataclasses.MISSING else f.default
-        if default is not None:
+        if default not in (None, ""):
             kwargs["help"] += f" (default: {default})"
         flags = f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
         parser.add_argument(*flags, dest=f.name, default=default, **kwargs)

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from karakuri.policies.run_dir import EVAL_EPISODES, EVAL_SEED, load_config
+from karakuri.policies.trainers.registry import trainer_of
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.observations import ObsAssembler
 from karakuri.sim.registry import make_env
@@ -115,15 +117,22 @@ def funnel_table(result: dict[str, Any], width: int = 20) -> str:
     return "\n".join(lines)
 
 
-def sb3_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
-    """The deterministic pipeline of an SB3 run, for ``env``'s task (plain data, no pickle)."""
-    from karakuri.policies.sb3_actor import NormalizeObs, load_sb3_actor
+def run_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
+    """The deterministic pipeline of a training run for ``env``'s task (plain data, no pickle).
 
-    norm, actor = load_sb3_actor(run_dir, env.obs_size)
-    return PolicyPipeline(env.obs_policy, NormalizeObs(norm), actor).eval()
+    The run's trainer (a registry lookup) loads its actor; the actor must read the task's
+    policy observation.
+
+    Raises:
+        RunDirError: the run's actor files are missing or malformed, or read another size.
+    """
+    loaded = trainer_of(run_dir).load_actor(run_dir).check_obs_size(run_dir, env.obs_size)
+    return PolicyPipeline(env.obs_policy, loaded.normalize, loaded.actor).eval()
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 200, seed: int = 12345) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, episodes: int = EVAL_EPISODES, seed: int = EVAL_SEED
+) -> dict[str, Any]:
     """Evaluate a training run's latest policy on ``episodes`` fixed-seed episodes."""
     return evaluate_source(run_dir, episodes=episodes, seed=seed)
 
@@ -150,13 +159,7 @@ def pipeline_for(source: str | Path, env: BatchedEnv) -> ActFn:
     source = Path(source)
     if source.suffix == ".onnx":
         return onnx_act(source, env)
-    from karakuri.policies.sb3_trainer import load_config
-
-    if load_config(source).resolved_trainer == "rsl_rl":
-        from karakuri.policies.rsl_trainer import rsl_pipeline
-
-        return rsl_pipeline(source, env)
-    return sb3_pipeline(source, env)
+    return run_pipeline(source, env)
 
 
 def task_of(source: str | Path) -> tuple[str, str]:
@@ -169,16 +172,14 @@ def task_of(source: str | Path) -> tuple[str, str]:
         if not meta.task:
             raise ValueError(f"{source} names no task; was it written by karakuri export?")
         return meta.task, meta.robot_name
-    from karakuri.policies.sb3_trainer import load_config
-
     cfg = load_config(source)
     return cfg.task, cfg.robot
 
 
 def evaluate_source(
     source: str | Path,
-    episodes: int = 200,
-    seed: int = 12345,
+    episodes: int = EVAL_EPISODES,
+    seed: int = EVAL_SEED,
     commands: torch.Tensor | None = None,
     robot: str = "",
 ) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def evaluate_source(
 
 
 def record_video(
-    source: str | Path, out: str | Path, episodes: int = 3, seed: int = 12345, robot: str = ""
+    source: str | Path, out: str | Path, episodes: int = 3, seed: int = EVAL_SEED, robot: str = ""
 ) -> Path:
     """Render ``episodes`` episodes of world 0 to an mp4 (the ``overview`` camera if any)."""
     from karakuri.sim.render import render_world, write_video

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from karakuri.policies import export as ex
-from karakuri.policies.evaluate import sb3_pipeline
+from karakuri.policies.evaluate import run_pipeline
 from karakuri.policies.provenance import run_provenance
-from karakuri.policies.sb3_actor import load_sb3_actor
+from karakuri.policies.run_dir import load_config
+from karakuri.policies.trainers.registry import trainer_of
 from karakuri.sim.env import BatchedEnv
 from karakuri.sim.registry import make_env
 
@@ -95,31 +96,30 @@ def check_matches_sim(
     return err
 
 
-def sb3_policy_module(run_dir: str | Path, env: BatchedEnv) -> ex.PolicyModule:
-    """The policy-file module of an SB3 run for ``env``'s task (what gets exported)."""
-    norm, actor = load_sb3_actor(run_dir, env.obs_size)
-    normalizer = ex.Normalizer(mean=norm.mean, var=norm.var, eps=norm.eps, clip=norm.clip)
-    return policy_module_for(env, normalizer, actor)
+def run_policy_module(run_dir: str | Path, env: BatchedEnv) -> ex.PolicyModule:
+    """The policy-file module of a training run for ``env``'s task (what gets exported).
+
+    The run's trainer (a registry lookup) loads its actor from plain data.
+    """
+    loaded = trainer_of(run_dir).load_actor(run_dir).check_obs_size(run_dir, env.obs_size)
+    normalizer = ex.Normalizer(mean=loaded.mean, var=loaded.var, eps=loaded.eps, clip=loaded.clip)
+    return policy_module_for(env, normalizer, loaded.actor)
 
 
 def export_run(
-    run_dir: str | Path, out: str | Path, atol: float = 1e-5, worlds: int = 32
+    run_dir: str | Path, out: str | Path, atol: float | None = None, worlds: int = 32
 ) -> ex.ExportReport:
-    """Export a run's latest policy to ``out`` (see module docstring)."""
-    from karakuri.policies.sb3_trainer import load_config
+    """Export a run's latest policy to ``out`` (see module docstring).
 
+    ``atol`` is the onnxruntime-vs-torch gate (default: ``export.EXPORT_ATOL``).
+    """
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     env = make_env(
         cfg.task, cfg.robot or None, num_worlds=worlds, seed=cfg.eval_seed, randomize=False
     )
     try:
-        if cfg.resolved_trainer == "rsl_rl":
-            from karakuri.policies.rsl_trainer import rsl_pipeline, rsl_policy_module
-
-            act, module = rsl_pipeline(run_dir, env), rsl_policy_module(run_dir, env)
-        else:
-            act, module = sb3_pipeline(run_dir, env), sb3_policy_module(run_dir, env)
+        act, module = run_pipeline(run_dir, env), run_policy_module(run_dir, env)
         states = record_states(env, act)
         check_matches_sim(module, env, act, states)
         meta = ex.make_metadata(
@@ -130,6 +130,7 @@ def export_run(
             control_rate_hz=1.0 / env.task.ctrl_dt,
             provenance=run_provenance(run_dir),
         )
+        atol = ex.EXPORT_ATOL if atol is None else atol
         return ex.export_policy(module, out, meta, recorded=states, atol=atol)
     finally:
         env.close()

@@ -27,7 +27,8 @@ def _audit_log_in_tmp(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def trained_reach(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A reach run trained with the default TrainConfig (its eval.json included)."""
-    from karakuri.policies.sb3_trainer import TrainConfig, train
+    from karakuri.policies.run_dir import TrainConfig
+    from karakuri.policies.train import train
 
     run = tmp_path_factory.mktemp("trained") / "reach"
     return train(TrainConfig(task="reach", run_dir=str(run), progress=False))

@@ -8,12 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from karakuri.launch.cli_config import add_dataclass_args, dataclass_from_args
+from karakuri.policies.run_dir import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``train``."""
-    from karakuri.policies.sb3_trainer import TrainConfig
-
+    """Add ``train``; its flags are the fields of :class:`TrainConfig` (and ``--resume``)."""
     p = sub.add_parser(
         "train",
         help="train a policy for a task",
@@ -36,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from karakuri.launch.cli import usage_error
-    from karakuri.policies.sb3_trainer import TrainConfig, train
+    from karakuri.policies.train import train
     from karakuri.sim.registry import TASKS
 
     if args.task not in TASKS:

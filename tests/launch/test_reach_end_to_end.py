@@ -12,8 +12,8 @@ import torch
 
 from karakuri.launch.parity import sil_parity
 from karakuri.launch.schema import load_launch
-from karakuri.policies.evaluate import evaluate_source, sb3_pipeline
-from karakuri.policies.export_run import record_states, sb3_policy_module
+from karakuri.policies.evaluate import evaluate_source, run_pipeline
+from karakuri.policies.export_run import record_states, run_policy_module
 from karakuri.policies.onnx_policy import OnnxPolicy
 from karakuri.sim.registry import make_env
 
@@ -30,9 +30,9 @@ def test_onnx_policy_matches_torch_on_recorded_states(
     trained_reach: Path, reach_policy: Path
 ) -> None:
     env = make_env("reach", num_worlds=16, seed=99, randomize=False)
-    act = sb3_pipeline(trained_reach, env)
+    act = run_pipeline(trained_reach, env)
     states = record_states(env, act)
-    module = sb3_policy_module(trained_reach, env)
+    module = run_policy_module(trained_reach, env)
     with torch.no_grad():
         want_target, want_action = module.forward_signals(
             {k: torch.from_numpy(v) for k, v in states.items()}

@@ -16,7 +16,8 @@ from karakuri.launch.deploy import deploy
 from karakuri.launch.schema import load_launch
 from karakuri.policies.export_run import export_run
 from karakuri.policies.onnx_policy import OnnxPolicy
-from karakuri.policies.sb3_trainer import TrainConfig, train
+from karakuri.policies.run_dir import TrainConfig
+from karakuri.policies.train import train
 
 pytestmark = pytest.mark.slow
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"

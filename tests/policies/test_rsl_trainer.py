@@ -15,10 +15,11 @@ pytest.importorskip("tensordict")
 
 from karakuri.launch.cli import main as cli
 from karakuri.policies.evaluate import evaluate_source
-from karakuri.policies.rsl_trainer import latest_rsl_checkpoint, load_rsl_actor, train_rsl
-from karakuri.policies.sb3_trainer import TrainConfig, train
+from karakuri.policies.run_dir import TrainConfig
+from karakuri.policies.train import train
+from karakuri.policies.trainers.rsl import latest_rsl_checkpoint, load_rsl_actor
+from karakuri.policies.trainers.rsl_env import RslVecEnv
 from karakuri.sim.registry import make_env
-from karakuri.sim.rsl_adapter import RslVecEnv
 
 TINY = TrainConfig(
     task="reach",
@@ -83,7 +84,7 @@ def test_parameters_change_with_learning_and_resume_continues(run: Path, tmp_pat
     resumed = tmp_path / "resumed"
     shutil.copytree(run, resumed)
     (resumed / "model.pt").unlink()  # resume from the last periodic checkpoint
-    train_rsl(replace(TINY, total_steps=3 * 32 * 32), resume=resumed)
+    train(replace(TINY, total_steps=3 * 32 * 32), resume=resumed)
     again = torch.load(resumed / "model.pt", weights_only=False)
     assert again["iter"] == 2  # one more iteration, numbered after the restored ones
     assert json.loads((resumed / "eval.json").read_text())["env_steps"] == 3 * 32 * 32
@@ -114,7 +115,7 @@ def test_latest_checkpoint_without_one_is_a_named_error(tmp_path) -> None:
 def test_torchrun_without_a_run_dir_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="under torchrun pass --run-dir"):
-        train_rsl(TINY)
+        train(TINY)
 
 
 @pytest.mark.slow

@@ -23,8 +23,10 @@ import pytest
 import torch
 
 from karakuri.launch.cli import main
+from karakuri.policies.run_dir import TrainConfig
 from karakuri.policies.sb3_actor import RunDirError, actor_module, load_actor
-from karakuri.policies.sb3_trainer import PPO, TrainConfig, train
+from karakuri.policies.train import train
+from karakuri.policies.trainers.sb3 import PPO
 
 TINY = dict(num_envs=16, total_steps=512, checkpoint_every=256, eval_episodes=2, net=(16, 16),
             progress=False)
@@ -99,14 +101,14 @@ def test_eval_reads_plain_data_only(planted: tuple[Path, Path],
 
 
 def test_export_module_reads_plain_data_only(planted: tuple[Path, Path]) -> None:
-    from karakuri.policies.evaluate import sb3_pipeline
-    from karakuri.policies.export_run import sb3_policy_module
+    from karakuri.policies.evaluate import run_pipeline
+    from karakuri.policies.export_run import run_policy_module
     from karakuri.sim.registry import make_env
 
     run, marker = planted
     env = make_env("reach", num_worlds=2, seed=0, randomize=False)
-    sb3_policy_module(run, env)
-    sb3_pipeline(run, env)
+    run_policy_module(run, env)
+    run_pipeline(run, env)
     env.close()
     assert not marker.exists()
 
@@ -191,7 +193,7 @@ def _fake_rsl_run(run: Path, extra: object = None) -> None:
 
 
 def test_rsl_checkpoint_loads_weights_only(tmp_path: Path) -> None:
-    from karakuri.policies.rsl_trainer import load_rsl_actor
+    from karakuri.policies.trainers.rsl import load_rsl_actor
 
     _fake_rsl_run(tmp_path / "run")
     norm, actor = load_rsl_actor(tmp_path / "run")
@@ -200,7 +202,7 @@ def test_rsl_checkpoint_loads_weights_only(tmp_path: Path) -> None:
 
 def test_rsl_checkpoint_with_a_payload_is_refused(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from karakuri.policies.rsl_trainer import load_rsl_actor
+    from karakuri.policies.trainers.rsl import load_rsl_actor
 
     marker = tmp_path / "PWNED"
     _fake_rsl_run(tmp_path / "run", extra=Payload(marker))

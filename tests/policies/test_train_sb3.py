@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from karakuri.policies.sb3_trainer import PPO, TrainConfig, latest_checkpoint, train
+from karakuri.policies.run_dir import TrainConfig
+from karakuri.policies.train import train
+from karakuri.policies.trainers.sb3 import PPO, latest_checkpoint
 
 TINY = dict(
     num_envs=16,
@@ -42,7 +44,7 @@ def test_tiny_run_writes_everything(tiny_run: Path) -> None:
 
 def test_a_learning_step_changes_parameters(tmp_path: Path) -> None:
     cfg = TrainConfig(run_dir=str(tmp_path / "r"), **{**TINY, "total_steps": 16 * 16})
-    from karakuri.policies.sb3_trainer import _load_or_create, build_vec_env
+    from karakuri.policies.trainers.sb3 import _load_or_create, build_vec_env
 
     venv = build_vec_env(cfg)
     model, _ = _load_or_create(cfg, venv, tmp_path, None)

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module", params=sorted(ARMS))
 def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
     from karakuri.policies.export_run import export_run
-    from karakuri.policies.sb3_trainer import TrainConfig, train
+    from karakuri.policies.run_dir import TrainConfig
+    from karakuri.policies.train import train
 
     arm = request.param
     run = tmp_path_factory.mktemp(arm) / "run"

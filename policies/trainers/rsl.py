@@ -1,9 +1,9 @@
-r"""Training with rsl_rl's PPO over the batched env: thousands of worlds on a GPU (warp backend).
+r"""The ``rsl_rl`` trainer: rsl_rl's PPO over the batched env, thousands of worlds on a GPU.
 
 ``karakuri train reach --backend warp --device cuda --num-envs 4096`` lands here (the ``auto``
 trainer of the warp backend).  A run directory matches an SB3 run where it can::
 
-    RUN_DIR/config.json          the TrainConfig and the code version (same writer as SB3 runs)
+    RUN_DIR/config.json          the TrainConfig and the code version (policies/run_dir.py)
     RUN_DIR/rsl_rl.json          the rsl_rl runner configuration and the normalizer's eps
     RUN_DIR/model.pt             final rsl_rl checkpoint: actor and critic with their observation
                                  normalizers, optimizer, iteration
@@ -39,10 +39,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from karakuri.policies.evaluate import PolicyPipeline
-from karakuri.policies.sb3_actor import RunDirError
-from karakuri.policies.sb3_trainer import TrainConfig, _write_config, load_config
-from karakuri.sim.env import BatchedEnv
+from karakuri.policies.run_dir import (
+    RunDirError,
+    TrainConfig,
+    checkpoints_dir,
+    default_run_dir,
+    resume_config,
+    write_config,
+)
+from karakuri.policies.trainers.base import LoadedActor, TrainResult
 from karakuri.sim.registry import make_env
 
 ACTIVATION = "elu"
@@ -58,7 +63,7 @@ def rsl_config(cfg: TrainConfig, check_for_nan: bool = False) -> dict[str, Any]:
     """
     return {
         "num_steps_per_env": int(min(32, max(8, 98_304 // cfg.num_envs))),
-        "save_interval": 1,  # replaced by train_rsl from checkpoint_every
+        "save_interval": 1,  # replaced by train() from checkpoint_every
         "obs_groups": {"actor": ["policy"], "critic": ["critic"]},
         "check_for_nan": check_for_nan,  # the env and the physics raise named errors already
         "logger": "tensorboard",
@@ -108,17 +113,19 @@ def _distributed() -> tuple[int, int, int]:
     )
 
 
-def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) an rsl_rl run; returns its directory.  Writes eval.json at the end."""
-    from karakuri.policies.evaluate import evaluate_run
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+    """Train (or resume) an rsl_rl run into its directory (no final evaluation: the caller's).
 
+    Under torchrun every rank trains; only rank 0 writes the run (the others' result has no
+    ``stats``).
+    """
     cfg, world, rank = _resolve(cfg, resume)
     run_dir = Path(cfg.run_dir)
     torch.manual_seed(cfg.seed + rank)
     vec, setup_s, compile_s = _warm_env(cfg, rank)
     if rank == 0:  # only once the env is up: a bad device leaves no half-made run behind
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_config(cfg, run_dir, resumed=resume is not None)
+        checkpoints_dir(run_dir).mkdir(parents=True, exist_ok=True)
+        write_config(cfg, run_dir, resumed=resume is not None)
     rcfg = rsl_config(cfg)
     steps_per_iter = cfg.num_envs * rcfg["num_steps_per_env"] * world
     rcfg["save_interval"] = max(1, cfg.checkpoint_every // steps_per_iter)
@@ -137,10 +144,9 @@ def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     train_s = _learn(runner, vec, total - done, cfg.progress)
     vec.close()
     if rank != 0:
-        return run_dir
+        return TrainResult(run_dir)
     runner.save_final(str(run_dir / "model.pt"))
-    result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
-    result.update(
+    stats = dict(
         trainer="rsl_rl",
         compile_s=round(compile_s, 2),
         setup_s=round(setup_s, 2),
@@ -152,18 +158,12 @@ def train_rsl(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
         device=str(vec.device),
         backend=cfg.backend,
     )
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    return run_dir
+    return TrainResult(run_dir, stats, eval_seed=cfg.eval_seed, eval_episodes=cfg.eval_episodes)
 
 
 def _resolve(cfg: TrainConfig, resume: str | Path | None) -> tuple[TrainConfig, int, int]:
     """The config to run (a resumed run's own, longer budget), world size and rank."""
-    if resume is not None:
-        prev = load_config(resume)
-        cfg = replace(
-            prev, total_steps=max(cfg.total_steps, prev.total_steps), run_dir=str(resume),
-            progress=cfg.progress,
-        )  # fmt: skip
+    cfg = resume_config(cfg, resume)
     world, rank, local = _distributed()
     if world > 1:
         if not cfg.run_dir:
@@ -171,12 +171,13 @@ def _resolve(cfg: TrainConfig, resume: str | Path | None) -> tuple[TrainConfig, 
         if not cfg.device.startswith("cuda"):
             raise ValueError(f"multi-GPU training needs --device cuda, got {cfg.device!r}")
         cfg = replace(cfg, device=f"cuda:{local}")
-    return replace(cfg, run_dir=cfg.run_dir or str(_default_run_dir(cfg))), world, rank
+    run_dir = cfg.run_dir or str(default_run_dir(cfg, "rsl_rl"))
+    return replace(cfg, run_dir=run_dir), world, rank
 
 
 def _warm_env(cfg: TrainConfig, rank: int) -> tuple[Any, float, float]:
     """The rsl_rl env after one reset and step: (env, setup s, kernel compile/capture s)."""
-    from karakuri.sim.rsl_adapter import RslVecEnv
+    from karakuri.policies.trainers.rsl_env import RslVecEnv
 
     t0 = time.perf_counter()
     env = make_env(
@@ -208,17 +209,13 @@ def _learn(runner: Any, vec: Any, iterations: int, progress: bool) -> float:
     return train_s
 
 
-def _default_run_dir(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.task}-rsl_rl-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _make_runner(vec: Any, rcfg: dict, run_dir: Path, device: str) -> Any:
     """An rsl_rl OnPolicyRunner that logs to RUN_DIR/tb and checkpoints to RUN_DIR/checkpoints."""
     from rsl_rl.runners import OnPolicyRunner
 
     class Runner(OnPolicyRunner):
         def save(self, path: str, infos: dict | None = None) -> None:
-            super().save(str(run_dir / "checkpoints" / Path(path).name), infos)
+            super().save(str(checkpoints_dir(run_dir) / Path(path).name), infos)
 
         def save_final(self, path: str) -> None:
             OnPolicyRunner.save(self, path)
@@ -234,7 +231,7 @@ def latest_rsl_checkpoint(run_dir: str | Path) -> Path:
     if (run_dir / "model.pt").exists():
         return run_dir / "model.pt"
     ckpts = sorted(
-        (run_dir / "checkpoints").glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1])
+        checkpoints_dir(run_dir).glob("model_*.pt"), key=lambda p: int(p.stem.split("_")[1])
     )
     if not ckpts:
         raise FileNotFoundError(f"{run_dir} has no model.pt and no checkpoints/model_*.pt")
@@ -314,27 +311,13 @@ def load_rsl_actor(run_dir: str | Path) -> tuple[RslNormalize, ClampedActor]:
     return norm.eval(), ClampedActor(mlp).eval()
 
 
-def rsl_policy_module(run_dir: str | Path, env: BatchedEnv) -> Any:
-    """The policy-file module of an rsl_rl run for ``env``'s task (what ``karakuri export`` writes).
+def load_actor(run_dir: str | Path) -> LoadedActor:
+    """The deterministic actor of an rsl_rl run (weights only, see :func:`load_rsl_actor`).
 
-    rsl_rl's ``(obs - mean) / (std + eps)`` is the exporter's normalizer with
+    rsl_rl's ``(obs - mean) / (std + eps)`` is the policy file's normalizer with
     ``var = (std + eps)**2``, ``eps = 0`` and no clipping.
     """
-    from karakuri.policies import export as ex
-    from karakuri.policies.export_run import policy_module_for
-
     norm, actor = load_rsl_actor(run_dir)
     std = norm.std.double().numpy() + norm.eps
-    normalizer = ex.Normalizer(mean=norm.mean.double().numpy(), var=std**2, eps=0.0, clip=None)
-    return policy_module_for(env, normalizer, actor)
-
-
-def rsl_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
-    """The deterministic pipeline of an rsl_rl run (signals -> obs -> normalizer -> actor)."""
-    norm, actor = load_rsl_actor(run_dir)
-    if norm.mean.numel() != env.obs_size:
-        raise ValueError(
-            f"{run_dir}: the actor reads {norm.mean.numel()} observations, the task's policy "
-            f"observation has {env.obs_size}"
-        )
-    return PolicyPipeline(env.obs_policy, norm, actor).eval()
+    return LoadedActor(normalize=norm, actor=actor, mean=norm.mean.double().numpy(),
+                       var=std**2, eps=0.0, clip=None)

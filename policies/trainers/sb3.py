@@ -1,8 +1,8 @@
-"""Training on CPU cores with Stable-Baselines3 (PPO or SAC) over the batched env.
+"""The ``sb3`` trainer: CPU cores with Stable-Baselines3 (PPO or SAC) over the batched env.
 
 A run directory holds everything needed to resume, evaluate and export::
 
-    RUN_DIR/config.json          the TrainConfig and the code version
+    RUN_DIR/config.json          the TrainConfig and the code version (policies/run_dir.py)
     RUN_DIR/actor.npz            final deterministic actor + policy-observation normalizer as
     RUN_DIR/actor.json           plain data (numpy arrays, JSON): what eval and export read
     RUN_DIR/model.zip            final policy + optimizer + step count (SB3 format, for resume)
@@ -10,7 +10,8 @@ A run directory holds everything needed to resume, evaluate and export::
     RUN_DIR/checkpoints/         periodic model_<steps>_steps.zip + vecnormalize_<steps>_steps.pkl
                                  + actor_<steps>_steps.npz/.json
     RUN_DIR/tb/                  TensorBoard logs (reward/<term>, eval/success_rate, ...)
-    RUN_DIR/eval.json            final evaluation on fixed seeds
+    RUN_DIR/eval.json            final evaluation on fixed seeds (written by
+                                 :func:`karakuri.policies.train.train`)
 
 Eval and export read only the plain files (:mod:`karakuri.policies.sb3_actor`): a run
 directory from elsewhere cannot run code through them.  ``--resume`` unpickles SB3's files
@@ -19,11 +20,10 @@ and so trusts the directory.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from stable_baselines3 import PPO, SAC
@@ -33,73 +33,20 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 from torch import nn
 
-from karakuri.sim.adapters import SB3VecEnv
+from karakuri.policies.run_dir import (
+    TrainConfig,
+    checkpoints_dir,
+    default_run_dir,
+    resume_config,
+    write_config,
+)
+from karakuri.policies.sb3_actor import NormalizeObs, save_actor
+from karakuri.policies.sb3_actor import load_actor as load_plain_actor
+from karakuri.policies.trainers.base import LoadedActor, TrainResult
+from karakuri.policies.trainers.sb3_env import SB3VecEnv
 from karakuri.sim.registry import make_env
 
 ALGOS = {"ppo": PPO, "sac": SAC}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A training run.
-
-    Attributes:
-        task: Registered task name.
-        robot: Robot name or sidecar path (the task's default when empty).
-        algo: ``ppo`` or ``sac``.
-        num_envs: Worlds stepped together.
-        total_steps: Environment steps (summed over worlds) to train for.
-        seed: Seeds the env, the network init and the sampling.
-        run_dir: Where the run is written (default: runs/<task>-<algo>-<time>).
-        checkpoint_every: Save a checkpoint every this many env steps.
-        eval_episodes: Episodes of the final evaluation (fixed seeds).
-        eval_seed: Seed of the final evaluation's episodes.
-        randomize: Domain randomization during training.
-        net: Hidden layer widths of the actor and critic.
-        progress: Show a progress bar.
-        backend: Physics backend: ``cpu`` (C MuJoCo on all cores) or ``warp`` (MuJoCo Warp).
-        device: Torch device of the env and the learner (``cpu`` or ``cuda``).
-        trainer: ``sb3`` (Stable-Baselines3, CPU) or ``rsl_rl``; ``auto`` picks rsl_rl for
-            the warp backend and sb3 otherwise.
-    """
-
-    task: str = "reach"
-    robot: str = ""
-    algo: Literal["ppo", "sac"] = "ppo"
-    num_envs: int = 256
-    total_steps: int = 500_000
-    seed: int = 0
-    run_dir: str = ""
-    checkpoint_every: int = 200_000
-    eval_episodes: int = 200
-    eval_seed: int = 12345
-    randomize: bool = False
-    net: tuple[int, ...] = (128, 128)
-    progress: bool = True
-    backend: Literal["cpu", "warp"] = "cpu"
-    device: str = "cpu"
-    trainer: Literal["auto", "sb3", "rsl_rl"] = "auto"
-
-    def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"unknown algo {self.algo!r}; valid: {sorted(ALGOS)}")
-        if self.backend not in ("cpu", "warp"):
-            raise ValueError(f"unknown backend {self.backend!r}; valid: ['cpu', 'warp']")
-        if self.trainer not in ("auto", "sb3", "rsl_rl"):
-            raise ValueError(f"unknown trainer {self.trainer!r}; valid: ['auto', 'rsl_rl', 'sb3']")
-        for k in ("num_envs", "total_steps", "checkpoint_every", "eval_episodes"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if not self.net or any(int(w) < 1 for w in self.net):
-            raise ValueError(f"net must be one or more hidden layer widths >= 1 (e.g. --net 128 "
-                             f"128), got {list(self.net)}")
-
-    @property
-    def resolved_trainer(self) -> str:
-        """The trainer that will run: ``auto`` resolved by backend."""
-        if self.trainer != "auto":
-            return self.trainer
-        return "rsl_rl" if self.backend == "warp" else "sb3"
 
 
 class _MaskExtractor(FlattenExtractor):
@@ -149,8 +96,6 @@ class _Checkpoints(CheckpointCallback):
 
 def save_plain_actor(model: Any, vec: VecNormalize, obs_size: int, path: Path) -> Path:
     """Write ``model``'s actor and ``vec``'s statistics as ``path``.npz/.json (no pickle)."""
-    from karakuri.policies.sb3_actor import save_actor
-
     return save_actor(model, vec.obs_rms, vec.epsilon, vec.clip_obs, obs_size, path,
                       steps=model.num_timesteps)
 
@@ -220,11 +165,6 @@ def _sac_kwargs(cfg: TrainConfig, actor_obs: int) -> dict[str, Any]:
     )
 
 
-def default_run_dir(cfg: TrainConfig) -> Path:
-    """runs/<task>-<algo>-<YYYYmmdd-HHMMSS>."""
-    return Path("runs") / f"{cfg.task}-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def build_vec_env(
     cfg: TrainConfig,
     num_envs: int | None = None,
@@ -244,38 +184,9 @@ def build_vec_env(
     return SB3VecEnv(env, critic_obs=cfg.algo == "ppo")
 
 
-def load_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig a run was started with."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a training run: {path.name} is missing")
-    data = json.loads(path.read_text())["config"]
-    data["net"] = tuple(data["net"])
-    return TrainConfig(**data)
-
-
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) a run with the configured trainer; returns its directory."""
-    trainer = (load_config(resume) if resume is not None else cfg).resolved_trainer
-    if trainer == "rsl_rl":
-        from karakuri.policies.rsl_trainer import train_rsl
-
-        return train_rsl(cfg, resume=resume)
-    return train_sb3(cfg, resume=resume)
-
-
-def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) an SB3 run; returns its directory.  Writes eval.json at the end."""
-    from karakuri.policies.evaluate import evaluate_run
-
-    if resume is not None:
-        prev = load_config(resume)
-        cfg = replace(
-            prev,
-            total_steps=max(cfg.total_steps, prev.total_steps),
-            run_dir=str(resume),
-            progress=cfg.progress,
-        )
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+    """Train (or resume) an SB3 run into its directory (no final evaluation: the caller's)."""
+    cfg = resume_config(cfg, resume)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     cfg = replace(cfg, run_dir=str(run_dir))
     torch.manual_seed(cfg.seed)
@@ -285,12 +196,12 @@ def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     torch.set_num_threads(1)
     venv = build_vec_env(cfg)  # first: a bad robot or task leaves no half-made run behind
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(cfg, run_dir, resumed=resume is not None)
+    write_config(cfg, run_dir, resumed=resume is not None)
     model, vec = _load_or_create(cfg, venv, run_dir, resume)
     ckpt = _Checkpoints(
         venv.env.obs_size,
         save_freq=max(1, cfg.checkpoint_every // cfg.num_envs),
-        save_path=str(run_dir / "checkpoints"),
+        save_path=str(checkpoints_dir(run_dir)),
         name_prefix="model",
         save_vecnormalize=True,
     )
@@ -310,11 +221,19 @@ def train_sb3(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
     vec.save(str(run_dir / "vecnormalize.pkl"))
     save_plain_actor(model, vec, venv.env.obs_size, run_dir / "actor")
     vec.close()
-    result = evaluate_run(run_dir, episodes=cfg.eval_episodes, seed=cfg.eval_seed)
-    result["train_wall_s"] = round(train_s, 2)
-    result["env_steps"] = int(model.num_timesteps)
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    return run_dir
+    stats = {"train_wall_s": round(train_s, 2), "env_steps": int(model.num_timesteps)}
+    return TrainResult(run_dir, stats, eval_seed=cfg.eval_seed, eval_episodes=cfg.eval_episodes)
+
+
+def load_actor(run_dir: str | Path) -> LoadedActor:
+    """The deterministic actor of an SB3 run, from ``actor.npz``/``actor.json`` only.
+
+    Raises:
+        RunDirError: the files are missing or malformed (named).
+    """
+    norm, actor = load_plain_actor(run_dir)
+    return LoadedActor(normalize=NormalizeObs(norm), actor=actor, mean=norm.mean, var=norm.var,
+                       eps=norm.eps, clip=norm.clip)
 
 
 def _load_or_create(
@@ -342,20 +261,9 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[Path, Path]:
     if (run_dir / "model.zip").exists() and (run_dir / "vecnormalize.pkl").exists():
         return run_dir / "model.zip", run_dir / "vecnormalize.pkl"
     ckpts = sorted(
-        (run_dir / "checkpoints").glob("model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1])
+        checkpoints_dir(run_dir).glob("model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1])
     )
     if not ckpts:
         raise FileNotFoundError(f"{run_dir} has no model.zip and no checkpoints/")
     steps = ckpts[-1].stem.split("_")[1]
-    return ckpts[-1], run_dir / "checkpoints" / f"model_vecnormalize_{steps}_steps.pkl"
-
-
-def _write_config(cfg: TrainConfig, run_dir: Path, resumed: bool = False) -> None:
-    from karakuri.policies.provenance import training_record
-    from karakuri.policies.version import code_version
-
-    d = asdict(cfg)
-    prov = training_record(run_dir, resumed)  # before config.json is rewritten (parent hash)
-    (run_dir / "config.json").write_text(
-        json.dumps({"config": d, "code_version": code_version(), "provenance": prov}, indent=2)
-    )
+    return ckpts[-1], checkpoints_dir(run_dir) / f"model_vecnormalize_{steps}_steps.pkl"

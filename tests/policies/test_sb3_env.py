@@ -1,4 +1,4 @@
-"""The gymnasium and SB3 adapters over the batched env."""
+"""The SB3 trainer's gymnasium and VecEnv adapters over the batched env."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from karakuri.sim.adapters import GymEnv, SB3VecEnv
+from karakuri.policies.trainers.sb3_env import GymEnv, SB3VecEnv
 from karakuri.sim.registry import make_env
 
 

@@ -1,10 +1,11 @@
-"""Adapters from :class:`BatchedEnv` to the RL libraries' env APIs.
+"""The SB3 trainer's env adapters over :class:`BatchedEnv` (gymnasium and SB3 APIs).
 
 - :class:`GymEnv`: a single-world ``gymnasium.Env`` (``check_env`` passes), with rendering.
 - :class:`SB3VecEnv`: an SB3 ``VecEnv`` that wraps the batched env directly, with no
   subprocesses: one call steps every world.
 
-rsl_rl's adapter lives in :mod:`karakuri.sim.rsl_adapter` (it needs tensordict).
+They live with the trainer that needs them, so :mod:`karakuri.sim` imports no RL library;
+rsl_rl's adapter is :mod:`karakuri.policies.trainers.rsl_env`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from karakuri.sim.env import BatchedEnv
+from karakuri.sim.registry import make_env
 
 
 def _boxes(env: BatchedEnv, critic: bool) -> tuple[gym.spaces.Box, gym.spaces.Box]:
@@ -128,8 +130,6 @@ class GymEnv(gym.Env):
         render_mode: str | None = None,
         randomize: bool = False,
     ) -> None:
-        from karakuri.sim.registry import make_env
-
         self.env = make_env(task_name, robot, num_worlds=1, randomize=randomize)
         self.observation_space, self.action_space = _boxes(self.env, critic=False)
         self.render_mode = render_mode

@@ -1,4 +1,4 @@
-"""An rsl_rl ``VecEnv`` over :class:`BatchedEnv` (rsl-rl-lib 5.x API; needs tensordict).
+"""The rsl_rl trainer's ``VecEnv`` over :class:`BatchedEnv` (rsl-rl-lib 5.x API; needs tensordict).
 
 Observations are a ``TensorDict`` with the groups ``"policy"`` (robot signals only: what the
 exported file will see) and ``"critic"`` (the policy's terms first, then the privileged ones),
