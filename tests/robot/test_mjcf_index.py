@@ -38,8 +38,8 @@ def _arm(tmp_path: Path, **kw: object) -> mujoco.MjModel:
 
 
 def test_constants_are_mujocos_enums() -> None:
-    assert mi.TRN_JOINT == int(mujoco.mjtTrn.mjTRN_JOINT)
-    assert mi.EQ_JOINT == int(mujoco.mjtEq.mjEQ_JOINT)
+    assert int(mujoco.mjtTrn.mjTRN_JOINT) == mi.TRN_JOINT
+    assert int(mujoco.mjtEq.mjEQ_JOINT) == mi.EQ_JOINT
 
 
 def test_index_agrees_with_mujocos_named_access_on_the_industrial_arm() -> None:
