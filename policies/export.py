@@ -37,6 +37,8 @@ from karakuri.policies.export_graph import (
     ObsTerm,
     PolicyModule,
     build_policy_module,
+    module_act,
+    policy_module_for,
 )
 from karakuri.policies.metadata import DEFAULT_FEEDBACK, PolicyMetadata
 from karakuri.policies.provenance import code_info
@@ -45,8 +47,8 @@ from karakuri.robot.spec import RobotSpec
 
 __all__ = [
     "SIGNAL_UNITS", "ActionMap", "ExportError", "ExportReport", "Normalizer", "ObsTerm",
-    "PolicyModule", "build_policy_module", "export_policy", "make_metadata", "random_signals",
-    "sb3_actor",
+    "PolicyModule", "build_policy_module", "export_policy", "make_metadata", "module_act",
+    "policy_module_for", "random_signals", "sb3_actor",
 ]
 
 #: ONNX opset of exported files: native to torch's exporter, and read by onnxruntime >= 1.14.

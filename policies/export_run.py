@@ -26,29 +26,11 @@ from karakuri.sim.registry import make_env
 def policy_module_for(
     env: BatchedEnv, normalizer: ex.Normalizer | None, actor: torch.nn.Module
 ) -> ex.PolicyModule:
-    """Compose the policy-file module for ``env``'s task from a normalizer and an actor."""
-    terms = [
-        ex.ObsTerm(
-            name=t.name,
-            signal=t.signal,
-            size=env.signal_sizes[t.signal],
-            scale=np.asarray(t.scale, dtype=np.float64),
-            offset=np.asarray(t.offset, dtype=np.float64),
-        )
-        for t in env.policy_terms
-    ]
-    am = env.action_map
-    action_map = ex.ActionMap(
-        kind=am.kind,
-        scale=np.asarray(am.scale),
-        lower=np.asarray(am.lower),
-        upper=np.asarray(am.upper),
-        default_pose=np.asarray(am.default_pose),
-        action_joints=tuple(am.joints),
-        clip_action=(-1.0, 1.0),
-        hold=np.asarray(am.hold),
-    )
-    return ex.build_policy_module(terms, normalizer, actor, action_map)
+    """Compose the policy-file module for ``env``'s task from a normalizer and an actor.
+
+    The task's own terms and action map (one type system): see :func:`ex.policy_module_for`.
+    """
+    return ex.policy_module_for(env, normalizer, actor)
 
 
 def record_states(env: BatchedEnv, act, steps: int | None = None) -> dict[str, np.ndarray]:

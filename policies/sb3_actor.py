@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from karakuri.policies.run_dir import RunDirError, load_config
+from karakuri.policies.normalizer import NormalizeObs, Normalizer
 
-
-@dataclass(frozen=True)
-class Normalizer:
-    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)`` over the policy observation.
-
-    Attributes:
-        mean: Shape: (obs_size,).
-        var: Shape: (obs_size,).
-        eps: Added to the variance.
-        clip: Bound of the normalized observation.
-    """
-
-    mean: np.ndarray
-    var: np.ndarray
-    eps: float
-    clip: float
-
-
-class NormalizeObs(nn.Module):
-    """Torch form of :class:`Normalizer`."""
-
-    def __init__(self, norm: Normalizer) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(norm.mean, dtype=torch.float32))
-        self.register_buffer(
-            "inv_std", torch.as_tensor(1.0 / np.sqrt(norm.var + norm.eps), dtype=torch.float32)
-        )
-        self.clip = float(norm.clip)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Shape: (B, obs_size) -> (B, obs_size)."""
-        return torch.clamp((obs - self.mean) * self.inv_std, -self.clip, self.clip)
+__all__ = ["NormalizeObs", "Normalizer", "load_actor", "save_actor"]
 
 
 class _PPOActor(nn.Module):
@@ -82,6 +50,13 @@ class _SACActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
+
+
+class RunDirError(ValueError):
+    """A run directory lacks the plain weight files eval and export read, or they are malformed.
+
+    The message names the file and how to fix it.
+    """
 
 
 #: Layers a saved actor may contain, in :func:`save_actor`'s ``ops`` list.
@@ -137,16 +112,16 @@ def save_actor(model: Any, obs_rms: Any, epsilon: float, clip_obs: float, obs_si
     """
     path = Path(path)
     ops = _ops_of(actor_module(model, obs_size))
-    arrays: dict[str, np.ndarray] = {
-        "obs_mean": np.asarray(obs_rms.mean, np.float64)[:obs_size].copy(),
-        "obs_var": np.asarray(obs_rms.var, np.float64)[:obs_size].copy(),
-    }
+    norm = Normalizer(mean=np.asarray(obs_rms.mean, np.float64)[:obs_size],
+                      var=np.asarray(obs_rms.var, np.float64)[:obs_size], eps=epsilon,
+                      clip=clip_obs)
+    arrays, scalars = norm.to_arrays()
     for i, (kind, m) in enumerate(ops):
         if kind == "linear":
             arrays[f"op{i}.weight"] = m.weight.detach().cpu().float().numpy().copy()
             arrays[f"op{i}.bias"] = m.bias.detach().cpu().float().numpy().copy()
     desc = {"format": ACTOR_FORMAT, "ops": [k for k, _ in ops], "obs_size": obs_size,
-            "norm_eps": float(epsilon), "norm_clip": float(clip_obs), "steps": int(steps)}
+            **scalars, "steps": int(steps)}
     _write_atomic(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
     _write_atomic(path.with_suffix(".json"), lambda f: f.write(json.dumps(desc, indent=2).encode()))
     return path.with_suffix(".npz")
@@ -172,6 +147,8 @@ def latest_actor(run_dir: str | Path) -> Path:
                    key=lambda p: int(p.stem.split("_")[1]))
     if ckpts:
         return ckpts[-1]
+    from karakuri.policies.sb3_trainer import load_config
+
     task = load_config(run_dir).task
     raise RunDirError(
         f"{run_dir} has no actor.npz, the plain weights eval and export read (they never "
@@ -248,7 +225,7 @@ def _build_actor(desc: dict, arrays: dict[str, np.ndarray]) -> tuple[Normalizer,
     if mean.shape != (k,) or var.shape != (k,) or first.in_features != k:
         raise ValueError(f"obs_size {k} but obs_mean {mean.shape}, obs_var {var.shape}, first "
                          f"layer reads {first.in_features}")
-    norm = Normalizer(mean, var, float(desc["norm_eps"]), float(desc["norm_clip"]))
+    norm = Normalizer.from_arrays(arrays, desc)
     return norm, nn.Sequential(*layers).eval()
 
 

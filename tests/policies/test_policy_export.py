@@ -96,7 +96,7 @@ def test_action_map_semantics() -> None:
     np.testing.assert_allclose(target[:, 6], 0.02)  # gripper held, not fed by joint_pos
 
     am = ActionMap("joint_position", scale=[1.0, 2.0], lower=[-1, -1, -1], upper=[1, 1, 1],
-                   default_pose=[0.1, 0.2, 0.3], action_joints=(2, 0))
+                   default_pose=[0.1, 0.2, 0.3], joints=(2, 0), clip_action=None)
     m = build_policy_module([ObsTerm("command", "command", 2)], None, torch.nn.Identity(), am)
     t, a = m(torch.tensor([[0.5, 0.1], [5.0, -5.0]]))
     np.testing.assert_allclose(t.numpy(), [[0.3, 0.2, 0.8], [-1.0, 0.2, 1.0]], atol=1e-6)
@@ -109,7 +109,8 @@ def test_normalizer_matches_vecnormalize_formula() -> None:
                                  obs_rms=types.SimpleNamespace(mean=rng.normal(size=4),
                                                                var=rng.uniform(0, 2, 4)))
     norm = Normalizer.from_vecnormalize(venv)
-    am = ActionMap("joint_position", 1.0, lower=[-50] * 4, upper=[50] * 4, default_pose=[0] * 4)
+    am = ActionMap("joint_position", 1.0, lower=[-50] * 4, upper=[50] * 4, default_pose=[0] * 4,
+                   clip_action=None)
     m = build_policy_module([ObsTerm("x", "command", 4)], norm, torch.nn.Identity(), am)
     obs = rng.normal(scale=3, size=(8, 4))
     want = np.clip((obs - venv.obs_rms.mean) / np.sqrt(venv.obs_rms.var + 1e-8), -3, 3)
@@ -128,7 +129,7 @@ def test_build_names_what_does_not_fit() -> None:
         build_policy_module(terms, None, torch.nn.Linear(7, 3), am)
     with pytest.raises(ValueError, match=r"normalizer has 5 entries.*joint_pos_rel"):
         build_policy_module(terms, Normalizer(np.zeros(5), np.ones(5)), torch.nn.Linear(7, 7), am)
-    priv = [*terms, ObsTerm("cube_pos", "cube_pos", 3, available_on_robot=False)]
+    priv = [*terms, ObsTerm("cube_pos", "cube_pos", 3, privileged=True)]
     with pytest.raises(ValueError, match=r"'cube_pos'.*privileged"):
         build_policy_module(priv, None, torch.nn.Linear(10, 7), am)
     with pytest.raises(ValueError, match="last_action has size 3"):
