@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from karakuri.policies.normalizer import NormalizeObs, Normalizer
+from karakuri.policies.run_dir import RunDirError, load_config
 
 __all__ = ["NormalizeObs", "Normalizer", "load_actor", "save_actor"]
 
@@ -50,13 +51,6 @@ class _SACActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)
-
-
-class RunDirError(ValueError):
-    """A run directory lacks the plain weight files eval and export read, or they are malformed.
-
-    The message names the file and how to fix it.
-    """
 
 
 #: Layers a saved actor may contain, in :func:`save_actor`'s ``ops`` list.
@@ -147,8 +141,6 @@ def latest_actor(run_dir: str | Path) -> Path:
                    key=lambda p: int(p.stem.split("_")[1]))
     if ckpts:
         return ckpts[-1]
-    from karakuri.policies.sb3_trainer import load_config
-
     task = load_config(run_dir).task
     raise RunDirError(
         f"{run_dir} has no actor.npz, the plain weights eval and export read (they never "
