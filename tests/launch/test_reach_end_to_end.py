@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from karakuri.launch.parity import sil_parity
+from karakuri.launch.parity import allowed_gap, sil_parity
 from karakuri.launch.schema import load_launch
 from karakuri.policies.evaluate import evaluate_source, run_pipeline
 from karakuri.policies.export_run import record_states, run_policy_module
@@ -57,7 +57,7 @@ def test_exported_file_evaluates_like_the_checkpoint(
     assert onnx["final_distance_mean"] == pytest.approx(run["final_distance_mean"], abs=1e-4)
 
 
-def test_sil_parity_within_5_points(reach_policy: Path, tmp_path: Path) -> None:
+def test_sil_parity_within_a_binomial_bound(reach_policy: Path, tmp_path: Path) -> None:
     cmd = load_launch(LAUNCH).command
     assert cmd is not None and cmd.box is not None
     fewer = dataclasses.replace(cmd, box=dataclasses.replace(cmd.box, count=12))
@@ -71,6 +71,10 @@ def test_sil_parity_within_5_points(reach_policy: Path, tmp_path: Path) -> None:
     summary = par.deploy.summary
     assert par.episodes == 12
     assert summary.fault is None, summary.format()
-    assert par.gap_pp <= 5.0, (par.loop_success, par.sim_success)
+    # The wall-clock loop is not deterministic: an episode ending near the success radius can
+    # flip. A correct system flips each with probability <= 5 % (launch/parity.py: FLIP_RATE,
+    # measured 3.4 %), so it differs by more than allowed_gap(12) = 3 episodes with
+    # probability <= 1 %; the absolute bar below catches a loop that is merely worse.
+    assert par.gap_episodes <= allowed_gap(12) == 3, (par.loop_success, par.sim_success)
     assert par.loop_success >= 0.9, summary.format()
     assert (tmp_path / "sil.mcap").stat().st_size > 0
