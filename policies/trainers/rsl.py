@@ -184,6 +184,7 @@ def _warm_env(cfg: TrainConfig, rank: int) -> tuple[Any, float, float]:
         cfg.task, cfg.robot or None, num_worlds=cfg.num_envs, backend=cfg.backend,
         device=cfg.device, seed=cfg.seed + rank, randomize=cfg.randomize,
     )  # fmt: skip
+    env.task.training = True  # training-only resets (pick_place's curriculum); eval never sets it
     vec = RslVecEnv(env)
     vec.reset()  # the first reset and step compile the warp kernels and capture the graphs
     vec.step(torch.zeros(env.num_worlds, env.action_size, device=env.device))

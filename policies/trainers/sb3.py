@@ -181,6 +181,7 @@ def build_vec_env(
         seed=cfg.seed if seed is None else seed,
         randomize=cfg.randomize if randomize is None else randomize,
     )
+    env.task.training = True  # training-only resets (pick_place's curriculum); eval never sets it
     return SB3VecEnv(env, critic_obs=cfg.algo == "ppo")
 
 
