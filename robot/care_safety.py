@@ -4,7 +4,9 @@
 limits (see :meth:`SafetyFilter.add_stage`), every tick, whatever the policy commands:
 
 1. **Force limit** (:mod:`karakuri.robot.force_limit`): on each new STATE, the external force
-   at the tool is estimated from the measured efforts; over the limit -> protective stop
+   at the tool is estimated from the measured efforts minus the effort the chain's rigid-body
+   model expects (:mod:`karakuri.robot.dynamics`: ``M(q) q̈ + c(q, q̇)`` + friction, ``q̈``
+   from the last two STATEs); over the limit -> protective stop
    (category 2): the arm's joints hold the pose measured at the stop (the gripper keeps its
    last target), armed; repeated stops -> fault (the filter latches it, the loop stops).
 2. **Speed and separation** (:mod:`karakuri.robot.ssm`): the person's position comes from a
@@ -29,12 +31,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from karakuri.robot.force_limit import (
-    ForceLimitConfig,
-    ForceLimiter,
-    expected_effort,
-    tool_wrench,
-)
+from karakuri.robot.dynamics import ChainDynamics
+from karakuri.robot.force_limit import ForceLimitConfig, ForceLimiter, tool_wrench
 from karakuri.robot.kinematics import KinematicChain
 from karakuri.robot.ssm import SeparationParams, allowed_speed, scale_step
 
@@ -102,6 +100,7 @@ class CareSafety:
         self.record: Callable[[str, dict[str, Any]], None] | None = None
         self.log: Callable[[str], None] | None = None
         self.limiter = ForceLimiter(config.force) if config.force is not None else None
+        self.dynamics = ChainDynamics(chain)
         self.arm = np.array(chain.joint_indices, dtype=np.int64)
         self.events: list[tuple[float, str]] = []
         self.force_n = 0.0
@@ -190,7 +189,7 @@ class CareSafety:
             ddq = (vel - self._last_vel) / max(t - self._last_t, 1e-3)
         self._last_stamp, self._last_t, self._last_vel = state.stamp, t, vel
         c, a, q = self.chain, self.arm, np.asarray(state.position, np.float64)
-        tau_model = expected_effort(vel, ddq, c.damping, c.armature, c.frictionloss)
+        tau_model = self.dynamics.expected_effort(q, vel, ddq)
         tau_ext = tau_model[a] - np.asarray(state.effort, np.float64)[a]
         self.force_n = float(np.linalg.norm(tool_wrench(c.jacobian(q)[:, a], tau_ext)[:3]))
         reason = limiter.update(self.force_n, state.stamp)

@@ -2,11 +2,13 @@
 
 **Estimate.**  With gravity compensated by the robot's controller (both shipped arms), a
 position servo's measured effort ``tau`` balances the joint's own dynamics and any external
-load: ``tau = tau_model + tau_ext_reaction``.  The model's expected effort is ``armature q_dd +
-damping q_d + frictionloss sign(q_d)`` per joint (the chain carries these from the MJCF;
-``q_dd`` by differencing successive STATE velocities); link inertia is not modelled, which
-the docs quantify.  The external wrench at the tool solves ``J(q)^T w = tau_model - tau`` (a
-damped least-squares solve over the arm joints, ``J`` the tool Jacobian in the world frame);
+load: ``tau = tau_model + tau_ext_reaction``.  The model's expected effort is the rigid-body
+one, ``M(q) q_dd + c(q, q_d) + damping q_d + frictionloss sign(q_d)`` (the chain carries link
+masses, centres and inertias from the MJCF; :mod:`karakuri.robot.dynamics`; ``q_dd`` by
+differencing successive STATE velocities); :func:`expected_effort` below is the joint-only
+part, used for a chain without inertia.  The external wrench at the tool solves
+``J(q)^T w = tau_model - tau`` (a damped least-squares solve over the arm joints, ``J`` the
+tool Jacobian in the world frame);
 the force estimate is ``|w[:3]|``, N.  A contact elsewhere on the arm shows up as the
 equivalent wrench at the tool.  A robot with a force sensor at the tool gives ``w`` directly.
 

@@ -86,12 +86,22 @@ class ChainBody:
         pos: Position in the parent body, m. Shape: (3,).
         quat: Orientation in the parent body, unit quaternion (w, x, y, z).
         joints: Joints that move this body relative to its parent, applied in order.
+        mass: Mass of the body and of every body rigidly carried by it off the chain (a
+            gripper's fingers at their reference position), kg; 0: no inertia known.
+        com: Centre of that mass in the body frame, m. Shape: (3,).
+        inertia: Its inertia about ``com`` in the body frame, kg·m²: (xx, yy, zz, xy, xz, yz).
+        gravcomp: Fraction of its weight the robot's controller compensates (MuJoCo
+            ``gravcomp``; mass-weighted when lumped).
     """
 
     name: str
     pos: tuple[float, float, float]
     quat: tuple[float, float, float, float]
     joints: tuple[ChainJoint, ...] = ()
+    mass: float = 0.0
+    com: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    inertia: tuple[float, float, float, float, float, float] = (0.0,) * 6
+    gravcomp: float = 0.0
 
 
 class KinematicChain:
@@ -103,10 +113,12 @@ class KinematicChain:
         tool_quat: Tool frame orientation in the last body (w, x, y, z).
         n_joints: Length of the joint vector the chain reads (the spec's ``n_joints``).
         tool: Name of the tool site (or body) the chain ends at (for messages).
+        gravity: Gravity in the world frame, m/s². Shape: (3,).
     """
 
     def __init__(self, bodies: Sequence[ChainBody], tool_pos: Sequence[float],
-                 tool_quat: Sequence[float], n_joints: int, tool: str = "") -> None:
+                 tool_quat: Sequence[float], n_joints: int, tool: str = "",
+                 gravity: Sequence[float] = (0.0, 0.0, -9.81)) -> None:
         if not bodies:
             raise KinematicsError("kinematic chain: no bodies")
         seen = [j.index for b in bodies for j in b.joints]
@@ -119,6 +131,7 @@ class KinematicChain:
                     raise KinematicsError(f"kinematic chain: joint {j.name!r} is a {j.kind!r} "
                                           f"joint; only hinge and slide joints are supported")
         self.bodies, self.n_joints, self.tool = tuple(bodies), int(n_joints), tool
+        self.gravity = np.asarray(gravity, np.float64)
         self.tool_pos = np.asarray(tool_pos, np.float64)
         self.tool_quat = np.asarray(tool_quat, np.float64)
         self._fixed = [(np.asarray(b.pos, np.float64), quat_to_mat(b.quat)) for b in bodies]
@@ -135,12 +148,14 @@ class KinematicChain:
             self.frictionloss[j.index] = j.frictionloss
 
     # ----------------------------------------------------------------------- evaluation
-    def _walk(self, q: np.ndarray, joints_out: list | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+    def _walk(self, q: np.ndarray, joints_out: list | None = None,
+              bodies_out: list | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Compose the frames as ``mj_kinematics`` does, in plain floats.
 
         Numpy's per-call overhead on 3-vectors made this several times slower; the care stage
-        evaluates it a few times per tick.
+        evaluates it a few times per tick.  ``joints_out`` gets (index, hinge, world axis,
+        world anchor) per joint; ``bodies_out`` gets (world position, row-major rotation,
+        number of joints so far) per body.
         """
         px = py = pz = 0.0
         m = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -162,6 +177,8 @@ class KinematicChain:
                         joints_out.append((index, False, x_axis, (0.0, 0.0, 0.0)))
                     px, py, pz = (px + x_axis[0] * value, py + x_axis[1] * value,
                                   pz + x_axis[2] * value)
+            if bodies_out is not None:
+                bodies_out.append(((px, py, pz), m, len(joints_out or ())))
         return np.array((px, py, pz)), np.array(m).reshape(3, 3)
 
     def _check(self, q: np.ndarray) -> np.ndarray:
@@ -207,13 +224,16 @@ class KinematicChain:
         """JSON-ready dict (inverse: :meth:`from_dict`)."""
         return {
             "frame": "world", "tool": self.tool, "n_joints": self.n_joints,
+            "gravity": self.gravity.tolist(),
             "tool_pos": self.tool_pos.tolist(), "tool_quat": self.tool_quat.tolist(),
             "bodies": [{"name": b.name, "pos": list(b.pos), "quat": list(b.quat),
                         "joints": [{"name": j.name, "index": j.index, "kind": j.kind,
                                     "axis": list(j.axis), "anchor": list(j.anchor),
                                     "ref": j.ref, "damping": j.damping, "armature": j.armature,
                                     "frictionloss": j.frictionloss}
-                                   for j in b.joints]} for b in self.bodies],
+                                   for j in b.joints],
+                        "mass": b.mass, "com": list(b.com), "inertia": list(b.inertia),
+                        "gravcomp": b.gravcomp} for b in self.bodies],
         }
 
     @classmethod
@@ -227,10 +247,14 @@ class KinematicChain:
                                                  float(j.get("damping", 0.0)),
                                                  float(j.get("armature", 0.0)),
                                                  float(j.get("frictionloss", 0.0)))
-                                      for j in b.get("joints", ())))
+                                      for j in b.get("joints", ())),
+                                float(b.get("mass", 0.0)), _vec(b.get("com", (0, 0, 0)), 3),
+                                _vec(b.get("inertia", (0,) * 6), 6),
+                                float(b.get("gravcomp", 0.0)))
                       for b in d["bodies"]]
             return cls(bodies, _vec(d["tool_pos"], 3), _vec(d.get("tool_quat", (1, 0, 0, 0)), 4),
-                       int(d["n_joints"]), str(d.get("tool", "")))
+                       int(d["n_joints"]), str(d.get("tool", "")),
+                       _vec(d.get("gravity", (0.0, 0.0, -9.81)), 3))
         except KeyError as e:
             raise KinematicsError(f"kinematics: missing key {e.args[0]!r}") from e
         except (TypeError, ValueError) as e:
@@ -329,6 +353,44 @@ def chain_from_model(model: Any, joint_names: Sequence[str], tool_site: str = ""
                                      float(model.qpos0[model.jnt_qposadr[j]]),
                                      float(model.dof_damping[dof]), float(model.dof_armature[dof]),
                                      float(model.dof_frictionloss[dof])))
+        mass, com, inertia, gravcomp = _lumped_inertia(model, b, set(path))
         bodies.append(ChainBody(model.body(b).name, _vec(model.body_pos[b], 3),
-                                _vec(model.body_quat[b], 4), tuple(joints)))
-    return KinematicChain(bodies, tool_pos, tool_quat, len(names), tool)
+                                _vec(model.body_quat[b], 4), tuple(joints), mass, com, inertia,
+                                gravcomp))
+    return KinematicChain(bodies, tool_pos, tool_quat, len(names), tool,
+                          _vec(model.opt.gravity, 3))
+
+
+def _lumped_inertia(model: Any, body: int, path: set[int]
+                    ) -> tuple[float, Vec3, tuple[float, ...], float]:
+    """Mass, centre, inertia and gravcomp of ``body`` with its descendants off ``path``.
+
+    The descendants are rigidly attached at their reference pose; the centre is in the body
+    frame, the inertia about it (xx, yy, zz, xy, xz, yz).
+    """
+    items = []  # (mass, com in body frame, inertia 3x3 in body frame, gravcomp)
+
+    def visit(b: int, pos: np.ndarray, rot: np.ndarray) -> None:
+        m = float(model.body_mass[b])
+        if m > 0:
+            r_i = rot @ quat_to_mat(model.body_iquat[b])
+            items.append((m, pos + rot @ model.body_ipos[b],
+                          r_i @ np.diag(model.body_inertia[b]) @ r_i.T,
+                          float(model.body_gravcomp[b])))
+        for c in range(model.nbody):
+            if c != b and int(model.body_parentid[c]) == b and c not in path:
+                visit(c, pos + rot @ model.body_pos[c], rot @ quat_to_mat(model.body_quat[c]))
+
+    visit(body, np.zeros(3), np.eye(3))
+    mass = sum(i[0] for i in items)
+    if mass <= 0:
+        return 0.0, (0.0, 0.0, 0.0), (0.0,) * 6, 0.0
+    com = sum(i[0] * i[1] for i in items) / mass
+    inertia = np.zeros((3, 3))
+    for m, c, i_c, _ in items:  # parallel axis theorem to the common centre
+        r = c - com
+        inertia += i_c + m * (float(r @ r) * np.eye(3) - np.outer(r, r))
+    gravcomp = sum(i[0] * i[3] for i in items) / mass
+    return (mass, tuple(com.tolist()),  # type: ignore[return-value]
+            tuple(float(x) for x in (inertia[0, 0], inertia[1, 1], inertia[2, 2],
+                                     inertia[0, 1], inertia[0, 2], inertia[1, 2])), gravcomp)
