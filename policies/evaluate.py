@@ -11,37 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from karakuri.policies.export_graph import module_act, policy_module_for
 from karakuri.policies.run_dir import EVAL_EPISODES, EVAL_SEED, load_config
 from karakuri.policies.trainers.registry import trainer_of
 from karakuri.sim.env import BatchedEnv
-from karakuri.sim.observations import ObsAssembler
 from karakuri.sim.registry import make_env
 
 ActFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-
-
-class PolicyPipeline(nn.Module):
-    """Robot signals -> observation -> normalizer -> deterministic actor -> raw action.
-
-    Args:
-        assembler: The task's policy-observation assembler.
-        normalize: Observation normalizer module (identity when None).
-        actor: Normalized observation (B, obs) -> action (B, a) in [-1, 1].
-    """
-
-    def __init__(
-        self, assembler: ObsAssembler, normalize: nn.Module | None, actor: nn.Module
-    ) -> None:
-        super().__init__()
-        self.assembler = assembler
-        self.normalize = normalize or nn.Identity()
-        self.actor = actor
-
-    def forward(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Shape: signals (B, k) each -> (B, a)."""
-        return self.actor(self.normalize(self.assembler(signals)))
 
 
 def evaluate(env: BatchedEnv, act: ActFn, commands: torch.Tensor | None = None) -> dict[str, Any]:
@@ -117,17 +94,19 @@ def funnel_table(result: dict[str, Any], width: int = 20) -> str:
     return "\n".join(lines)
 
 
-def run_pipeline(run_dir: str | Path, env: BatchedEnv) -> PolicyPipeline:
-    """The deterministic pipeline of a training run for ``env``'s task (plain data, no pickle).
+def run_pipeline(run_dir: str | Path, env: BatchedEnv) -> ActFn:
+    """The act function of a training run for ``env``'s task (plain data, no pickle).
 
     The run's trainer (a registry lookup) loads its actor; the actor must read the task's
-    policy observation.
+    policy observation.  Evaluation runs the policy-file module itself
+    (:func:`~karakuri.policies.export_graph.policy_module_for`, the one ``karakuri export``
+    traces), so the evaluated policy and the exported file are the same computation.
 
     Raises:
         RunDirError: the run's actor files are missing or malformed, or read another size.
     """
     loaded = trainer_of(run_dir).load_actor(run_dir).check_obs_size(run_dir, env.obs_size)
-    return PolicyPipeline(env.obs_policy, loaded.normalize, loaded.actor).eval()
+    return module_act(policy_module_for(env, loaded, loaded.actor))
 
 
 def evaluate_run(

@@ -116,8 +116,8 @@ class NormalizeObs(nn.Module):
 
     def __init__(self, norm: Normalizer) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.as_tensor(norm.mean, dtype=torch.float32))
-        self.register_buffer("inv_std", torch.as_tensor(1.0 / norm.std, dtype=torch.float32))
+        self.register_buffer("mean", torch.tensor(norm.mean, dtype=torch.float32))
+        self.register_buffer("inv_std", torch.tensor(1.0 / norm.std, dtype=torch.float32))
         self.clip = norm.clip
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

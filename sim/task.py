@@ -84,6 +84,12 @@ class TaskContext:
     generator: torch.Generator
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def sensor(self, name: str) -> slice:
+        """The columns of sensor ``name`` in ``physics.sensordata`` (adr to adr + dim)."""
+        sid = self.model.sensor(name).id
+        adr = int(self.model.sensor_adr[sid])
+        return slice(adr, adr + int(self.model.sensor_dim[sid]))
+
 
 class Task(abc.ABC):
     """One task on one robot (the module docstring says what it must and may define).

@@ -176,12 +176,8 @@ class Handover(Task):
     def action_map(self) -> ActionMap:
         """Deltas on the six arm joints; the gripper is held closed on the cup."""
         r = self.robot
-        hold = list(r.default_pose)
-        hold[r.n_arm] = self.cfg.grip
-        return ActionMap(kind="joint_position_delta", joints=tuple(range(r.n_arm)),
-                         scale=(self.cfg.action_scale,) * r.n_arm, hold=tuple(hold),
-                         lower=tuple(r.lower), upper=tuple(r.upper),
-                         default_pose=tuple(r.default_pose))
+        return ActionMap.for_robot(r, "joint_position_delta", self.cfg.action_scale,
+                                   joints=r.arm_joints, hold={r.gripper_joints[0]: self.cfg.grip})
 
     @property
     def randomization(self) -> Randomization:
@@ -252,13 +248,7 @@ class Handover(Task):
 
     def bind(self, ctx: TaskContext) -> None:
         """Resolve sensors and joints; allocate per-world buffers."""
-        m, dev, n = ctx.model, ctx.device, ctx.num_worlds
-
-        def sens(name: str) -> slice:
-            sid = m.sensor(name).id
-            adr = int(m.sensor_adr[sid])
-            return slice(adr, adr + int(m.sensor_dim[sid]))
-
+        m, dev, n, sens = ctx.model, ctx.device, ctx.num_worlds, ctx.sensor
         self._tool, self._vel = sens(S_TOOL), sens(S_TOOL_VEL)
         self._target, self._palm, self._axis = sens(S_TARGET), sens(S_PALM), sens(S_CUP_AXIS)
         self._force = [sens(f"ho_force_{r}").start for r in REGIONS]

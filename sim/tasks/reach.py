@@ -164,16 +164,8 @@ class Reach(Task):
     @property
     def action_map(self) -> ActionMap:
         """Deltas on the arm's joints; the gripper is held at its default."""
-        r = self.robot
-        return ActionMap(
-            kind="joint_position_delta",
-            joints=tuple(range(r.n_arm)),
-            scale=self._scale,
-            hold=tuple(r.default_pose),
-            lower=tuple(r.lower),
-            upper=tuple(r.upper),
-            default_pose=tuple(r.default_pose),
-        )
+        return ActionMap.for_robot(self.robot, "joint_position_delta", self._scale,
+                                   joints=self.robot.arm_joints)
 
     @property
     def randomization(self) -> Randomization:
@@ -209,9 +201,7 @@ class Reach(Task):
     def bind(self, ctx: TaskContext) -> None:
         """Resolve the sensor and allocate per-world targets."""
         m = ctx.model
-        sid = m.sensor(TOOL_SENSOR).id
-        adr = int(m.sensor_adr[sid])
-        self._tool = slice(adr, adr + 3)
+        self._tool = ctx.sensor(TOOL_SENSOR)
         self._gen = ctx.generator
         self._dev = ctx.device
         self.target = torch.zeros(ctx.num_worlds, 3, device=ctx.device)
