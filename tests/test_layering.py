@@ -6,6 +6,10 @@ under the five top-level folders is parsed with :mod:`ast`; an import counts whe
 is written (module level, inside a function: a lazy import is still an arrow), and so does a
 string literal given to ``importlib.import_module`` (an f-string counts by its constant
 prefix). A failure names the offending import as ``file:line``.
+
+An import under ``if TYPE_CHECKING:`` never runs: it counts for the layering (a type named
+from above is still an upward arrow) but not for cycles, where it cannot close an import
+loop (set :data:`CYCLES_INCLUDE_TYPE_CHECKING` to count it there too).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 Edge = tuple[str, str, str, int]  # (importer module, imported module, file, line)
+
+#: Count ``if TYPE_CHECKING:`` imports when looking for cycles (they always count for layers).
+CYCLES_INCLUDE_TYPE_CHECKING = False
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -74,12 +81,31 @@ def _import_module_literal(node: ast.Call) -> str | None:
     return None
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path],
-               root: Path = ROOT) -> Iterator[Edge]:
-    """Every arrow from module ``name`` to another known module, with its file and line."""
+def _typing_only(tree: ast.Module) -> set[int]:
+    """``id()`` of every node inside an ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
+            if name == "TYPE_CHECKING":
+                out |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return out
+
+
+def imports_of(name: str, path: Path, modules: dict[str, Path], root: Path = ROOT,
+               runtime_only: bool = False) -> Iterator[Edge]:
+    """Every arrow from module ``name`` to another known module, with its file and line.
+
+    ``runtime_only`` leaves out imports under ``if TYPE_CHECKING:``.
+    """
     is_pkg = path.name == "__init__.py"
     rel = str(path.relative_to(root))
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    skip = _typing_only(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -102,9 +128,10 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
                 yield name, hit, rel, node.lineno
 
 
-def graph(modules: dict[str, Path], root: Path = ROOT) -> list[Edge]:
-    """All arrows between the given modules."""
-    return [e for name, path in modules.items() for e in imports_of(name, path, modules, root)]
+def graph(modules: dict[str, Path], root: Path = ROOT, runtime_only: bool = False) -> list[Edge]:
+    """All arrows between the given modules (``runtime_only``: not ``TYPE_CHECKING`` ones)."""
+    return [e for name, path in modules.items()
+            for e in imports_of(name, path, modules, root, runtime_only)]
 
 
 def package_of(module: str) -> str:
@@ -191,7 +218,7 @@ def _describe(cycle: list[Edge]) -> str:
 
 
 def test_no_import_cycle_between_modules():
-    found = cycles(graph(discover()))
+    found = cycles(graph(discover(), runtime_only=not CYCLES_INCLUDE_TYPE_CHECKING))
     assert not found, "import cycles (lazy imports count):\n" + "\n".join(map(_describe, found))
 
 
@@ -212,13 +239,19 @@ def test_the_walker_sees_lazy_relative_and_importlib_imports(tmp_path):
         "import importlib\nimportlib.import_module('karakuri.robot.a')\n")
     (tmp_path / "launch" / "d.py").write_text(
         "import importlib\nm = 'x'\nimportlib.import_module(f'karakuri.sim.{m}')\n")
+    (tmp_path / "sim" / "e.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from karakuri.launch import d\n")
     edges = graph(discover(tmp_path), tmp_path)
     assert {(s, d) for s, d, _, _ in edges} == {
         ("karakuri.robot.a", "karakuri.sim.b"), ("karakuri.sim.b", "karakuri.sim.c"),
-        ("karakuri.sim.c", "karakuri.robot.a"), ("karakuri.launch.d", "karakuri.sim")}
+        ("karakuri.sim.c", "karakuri.robot.a"), ("karakuri.launch.d", "karakuri.sim"),
+        ("karakuri.sim.e", "karakuri.launch.d")}
     assert layer_violations(edges) == [
         "robot/a.py:2: karakuri.robot.a imports karakuri.sim.b (robot/ may import only "
-        "nothing above it)"]
+        "nothing above it)",
+        "sim/e.py:3: karakuri.sim.e imports karakuri.launch.d (sim/ may import only robot)"]
+    runtime = graph(discover(tmp_path), tmp_path, runtime_only=True)
+    assert set(edges) - set(runtime) == {("karakuri.sim.e", "karakuri.launch.d", "sim/e.py", 3)}
     (cycle,) = cycles(edges)
     assert [e[0] for e in cycle] == ["karakuri.robot.a", "karakuri.sim.b", "karakuri.sim.c"]
     assert "sim/c.py:2 imports karakuri.robot.a" in _describe(cycle)
