@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
-from torch import nn
+from typing import TYPE_CHECKING, Any, Protocol
 
 from karakuri.policies.run_dir import RunDirError, TrainConfig
+
+if TYPE_CHECKING:  # the registry imports this module: no torch until a trainer is chosen
+    import numpy as np
+    from torch import nn
 
 
 @dataclass(frozen=True)
