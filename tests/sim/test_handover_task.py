@@ -180,3 +180,28 @@ def test_funnel_stops_at_the_hand_when_the_cup_is_never_upright_enough() -> None
     ep = script_to_hand(env, leave_at=[None])
     assert funnel_of(env, ep) == [[1.0, 1.0, 0.0, 0.0]]
     env.close()
+
+
+def test_monitors_update_in_after_step_and_rewards_have_no_side_effects() -> None:
+    """The SIL plant calls after_step once per tick and never reward_terms (issue 12, item 5)."""
+    env = make()
+    place(env, hand=(0.0, -0.13, 0.0))
+    sweep(env, yaw=1.0, steps=3)
+    task, p = env.task, env.physics
+    before = (task.peak_speed.clone(), task.peak_force.clone(), task.violated.clone(),
+              task.held_steps.clone())
+    zeros = torch.zeros(1, env.action_size)
+    for _ in range(3):
+        task.reward_terms(p, zeros, zeros)
+    after = (task.peak_speed, task.peak_force, task.violated, task.held_steps)
+    assert all(torch.equal(b, a) for b, a in zip(before, after, strict=True))
+    task.peak_speed.fill_(0.0)  # after_step alone raises the peak to this state's zone speed
+    task.after_step(p)
+    speed = torch.linalg.norm(p.sensordata[:, task._vel], dim=-1)
+    in_zone = torch.linalg.norm(p.sensordata[:, task._tool] - p.sensordata[:, task._palm],
+                                dim=-1) < 0.3
+    assert torch.equal(task.peak_speed, speed * in_zone)
+    task.after_reset(torch.ones(1, dtype=torch.bool), p)
+    assert task.peak_speed.item() == 0.0 and task.held_steps.item() == 0
+    assert not task.violated.item()
+    env.close()
