@@ -96,6 +96,20 @@ def _arrays(body: bytes, offset: int, n: int, count: int, kind: str) -> list[np.
     return [flat[i * n:(i + 1) * n] for i in range(count)]
 
 
+def _head(cls: type[Message], body: bytes, kind: str) -> tuple[int, ...]:
+    """The fixed fields that open an array message's body; LengthError when it is shorter."""
+    if len(body) < cls._FIXED.size:
+        raise LengthError(f"{kind} body must be at least {cls._FIXED.size} bytes, got {len(body)}")
+    return cls._FIXED.unpack_from(body)
+
+
+def _n_joints(n: int, kind: str) -> int:
+    """``n`` when it is a joint count a message may carry, else MessageError."""
+    if not 1 <= n <= MAX_JOINTS:
+        raise MessageError(f"{kind} n_joints={n} outside 1..{MAX_JOINTS}")
+    return n
+
+
 @dataclass(frozen=True, eq=False)
 class Message:
     """Base of all messages; equality compares arrays bit for bit."""
@@ -198,13 +212,8 @@ class Caps(Message):
 
     @classmethod
     def from_body(cls, body: bytes) -> Caps:  # noqa: D102
-        if len(body) < cls._FIXED.size:
-            raise LengthError(
-                f"CAPS body must be at least {cls._FIXED.size} bytes, got {len(body)}")
-        n, *head = cls._FIXED.unpack_from(body)
-        if not 1 <= n <= MAX_JOINTS:
-            raise MessageError(f"CAPS n_joints={n} outside 1..{MAX_JOINTS}")
-        return cls(*head, *_arrays(body, cls._FIXED.size, n, 4, "CAPS"))
+        n, *head = _head(cls, body, "CAPS")
+        return cls(*head, *_arrays(body, cls._FIXED.size, _n_joints(n, "CAPS"), 4, "CAPS"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,13 +250,9 @@ class State(Message):
 
     @classmethod
     def from_body(cls, body: bytes) -> State:  # noqa: D102
-        if len(body) < cls._FIXED.size:
-            raise LengthError(
-                f"STATE body must be at least {cls._FIXED.size} bytes, got {len(body)}")
-        status, n, last = cls._FIXED.unpack_from(body)
-        if not 1 <= n <= MAX_JOINTS:
-            raise MessageError(f"STATE n_joints={n} outside 1..{MAX_JOINTS}")
-        return cls(status, last, *_arrays(body, cls._FIXED.size, n, 3, "STATE"))
+        status, n, last = _head(cls, body, "STATE")
+        return cls(status, last, *_arrays(body, cls._FIXED.size, _n_joints(n, "STATE"), 3,
+                                          "STATE"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,14 +305,10 @@ class Command(Message):
 
     @classmethod
     def from_body(cls, body: bytes) -> Command:  # noqa: D102
-        if len(body) < cls._FIXED.size:
-            raise LengthError(
-                f"COMMAND body must be at least {cls._FIXED.size} bytes, got {len(body)}")
-        mode, flags, n = cls._FIXED.unpack_from(body)
+        mode, flags, n = _head(cls, body, "COMMAND")
         if flags & ~int(CommandFlags.VELOCITY | CommandFlags.EFFORT):
             raise MessageError(f"COMMAND flags 0x{flags:02x} set undefined bits (defined: 0x03)")
-        if not 1 <= n <= MAX_JOINTS:
-            raise MessageError(f"COMMAND n_joints={n} outside 1..{MAX_JOINTS}")
+        n = _n_joints(n, "COMMAND")
         has_v, has_e = bool(flags & CommandFlags.VELOCITY), bool(flags & CommandFlags.EFFORT)
         arrays = _arrays(body, cls._FIXED.size, n, 1 + has_v + has_e, "COMMAND")
         q = arrays.pop(0)

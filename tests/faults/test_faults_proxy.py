@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from karakuri.firmware_bridge.fault_channel import FaultConfig
 from karakuri.firmware_bridge.fault_proxy import DirectionFaults, FaultChannel, FaultProxy
 from karakuri.firmware_bridge.protocol import (
     Fault,
@@ -93,6 +94,38 @@ def test_channel_without_faults_is_the_identity(chunks):
         out += ch.pop(float(i))
     data = b"".join(chunks)
     assert bytes(out) == data[:data.rfind(b"\x00") + 1]  # what ended in a delimiter so far
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\x00", b"\x01")),
+                min_size=1, max_size=30),
+       st.floats(0.0, 1.0), st.integers(0, 2**16))
+@settings(max_examples=60, deadline=None)
+def test_random_delays_keep_every_frame_and_its_order(bodies, rate, seed):
+    """The virtual MCU's delay (some frames held back by delay_s) never loses or reorders."""
+    faults = DirectionFaults(delay_frame_rate=rate, delay_s=0.05)
+    ch = FaultChannel(faults, np.random.default_rng(seed), t0=0.0, keep_frames=0)
+    out = bytearray()
+    for i, body in enumerate(bodies):
+        now = i * 0.01
+        ch.push(body + b"\x00", now)
+        out += ch.pop(now)
+    out += ch.pop(1e9)
+    assert bytes(out) == b"".join(b + b"\x00" for b in bodies)
+    assert ch.counters.frames_delayed <= len(bodies)
+    assert ch.counters.fault_counts()["frames_delayed"] == ch.counters.frames_delayed
+    assert ch.seen.maxlen == 0 and not ch.seen  # keep_frames=0: no view, no decoding
+
+
+@pytest.mark.parametrize(("direction", "to_mcu", "to_host"),
+                         [("both", True, True), ("rx", True, False), ("tx", False, True)])
+def test_fault_config_applies_to_its_direction_only(direction, to_mcu, to_host):
+    cfg = FaultConfig(drop_frame_rate=0.2, delay_frame_rate=0.1, delay_s=0.02,
+                      fault_direction=direction, fault_seed=5)
+    rx, tx = cfg.channels()
+    for ch, on in ((rx, to_mcu), (tx, to_host)):
+        want = DirectionFaults(drop_frame_rate=0.2, delay_frame_rate=0.1, delay_s=0.02)
+        assert ch.faults == (want if on else DirectionFaults())
+    assert FaultConfig().direction("to_mcu") == DirectionFaults()  # no rates: no faults
 
 
 @pytest.mark.parametrize("ends", [dict(to_host=DirectionFaults(corrupt_byte_rate=0.1))],

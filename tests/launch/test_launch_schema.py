@@ -7,6 +7,7 @@ import yaml
 from karakuri.firmware_bridge.ros2_config import Ros2LinkConfig
 from karakuri.launch.deploy import build_safety
 from karakuri.launch.schema import (
+    LINKS,
     LaunchError,
     SerialLinkConfig,
     SilLinkConfig,
@@ -140,3 +141,91 @@ def test_looser_safety_override_rejected_naming_key_and_file(tmp_path):
     cfg = load_launch(write(tmp_path, with_(safety={"velocity_limit": {"elbow": 1.0}})))
     f = build_safety(cfg, toy_spec(), 50.0)
     assert f.limits.velocity_limit.tolist() == [2.0, 1.0]
+
+
+def test_every_shipped_launch_file_loads():
+    files = sorted(LAUNCH.glob("*.yaml"))
+    assert len(files) >= 5
+    for path in files:
+        cfg = load_launch(path)
+        assert cfg.link_kind in LINKS, path
+
+
+def test_sections_are_the_runtime_config_dataclasses():
+    """loop:, command.box/plant_signal and link (sil) carry the runtime's own fields."""
+    import dataclasses
+
+    from karakuri.firmware_bridge.virtual_mcu_config import VirtualMCUConfig
+    from karakuri.launch.schema import LoopSection, PlantSignalSection, TargetBox
+    from karakuri.robot.loop_commands import PlantSignal
+    from karakuri.robot.loop_config import LoopConfig
+
+    def names(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert names(LoopSection) == names(LoopConfig) - {"rate_hz", "duration_s", "arm_on_start",
+                                                      "arm_timeout_s"}
+    assert names(TargetBox) == names(BoxTargets) - {"hold_s", "reset_s"}
+    assert names(PlantSignalSection) == names(PlantSignal) - {"hold_s", "reset_s", "read",
+                                                             "layout"}
+    assert names(VirtualMCUConfig) <= names(SilLinkConfig)
+    for f in dataclasses.fields(LoopSection):  # same defaults as the runtime
+        assert f.default == next(g.default for g in dataclasses.fields(LoopConfig)
+                                 if g.name == f.name)
+    loop = LoopSection(stale_fault_s=0.5).build(rate_hz=50.0, duration_s=None)
+    assert isinstance(loop, LoopConfig) and loop.stale_fault_s == 0.5
+
+
+def test_sil_keys_reach_the_virtual_mcu_config(tmp_path):
+    cfg = load_launch(write(tmp_path, with_(link={"kind": "sil", "paced": False,
+                                                  "max_lag_s": 0.05})))
+    mcu = cfg.link.mcu_config(rate_hz=50.0)
+    assert (mcu.paced, mcu.max_lag_s, mcu.state_rate_hz) == (False, 0.05, 50.0)
+    with pytest.raises(LaunchError, match=r"link\.realtime: unknown key 'realtime'"):
+        load_launch(write(tmp_path, with_(link={"kind": "sil", "realtime": False})))
+    with pytest.raises(LaunchError, match=r"link: max_lag_s=0.0 must be > 0"):
+        load_launch(write(tmp_path, with_(link={"kind": "sil", "max_lag_s": 0.0})))
+
+
+def test_loop_rules_are_the_runtime_rules(tmp_path):
+    with pytest.raises(LaunchError, match=r"loop: spin_s: -1.0 must be a finite number >= 0"):
+        load_launch(write(tmp_path, with_(loop={"spin_s": -1.0})))
+    with pytest.raises(LaunchError, match=r"loop\.stale_fault_s: 0.01 s is too small"):
+        load_launch(write(tmp_path, with_(rate_hz=50.0, loop={"stale_fault_s": 0.01})))
+    from karakuri.robot.loop_config import LoopConfig
+
+    with pytest.raises(ValueError, match=r"first_state_timeout_s: 0.0 must be a finite"):
+        LoopConfig(50.0, first_state_timeout_s=0.0)
+
+
+def test_box_seed_defaults_to_zero_and_builds_the_runtime_source(tmp_path):
+    cfg = load_launch(write(tmp_path, with_(command={
+        "box": {"lower": [0.3, -0.1, 0.2], "upper": [0.5, 0.1, 0.4], "count": 3},
+        "hold_s": 1.5, "reset_s": 0.5})))
+    src = cfg.command.source()
+    assert isinstance(src, BoxTargets)
+    assert (src.seed, src.count, src.hold_s, src.reset_s) == (0, 3, 1.5, 0.5)
+    with pytest.raises(LaunchError, match=r"command\.box\.hold_s: unknown key"):
+        load_launch(write(tmp_path, with_(command={
+            "box": {"lower": [0.0], "upper": [1.0], "count": 1, "hold_s": 1.0}, "hold_s": 1.0})))
+
+
+def test_link_registry_lists_the_valid_kinds(tmp_path):
+    assert set(LINKS) == {"serial", "sil", "ros2", "qemu"}
+    with pytest.raises(LaunchError, match=r"'can' is not one of \['serial', 'sil', 'ros2', "
+                                          r"'qemu'\]"):
+        load_launch(write(tmp_path, with_(link={"kind": "can"})))
+
+
+def test_sil_realtime_flag_is_the_deprecated_name_of_paced(capsys):
+    import argparse
+
+    from karakuri.launch.commands import sil
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    sil.register(sub)
+    p = sub.choices["sil"]
+    assert p.parse_args([]).paced is True
+    assert p.parse_args(["--no-paced"]).paced is False
+    assert p.parse_args(["--no-realtime"]).paced is False
+    assert "--no-realtime is deprecated; use --no-paced" in capsys.readouterr().err
