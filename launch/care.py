@@ -6,17 +6,19 @@
 ``care: {enabled: false}`` runs without them, with a warning in the log.  Numpy and the
 standard library only: the layers run on the edge install.
 
-Person sources: ``person.plant_site`` (sim-in-the-loop: a site of the simulated scene, read
-every tick like a tracker, with Gaussian ``noise``).  On hardware the interface is a ROS 2
-``geometry_msgs/PointStamped`` topic or a serial PERSON message (docs/control-loop.md); neither
-is built yet, so a ``serial`` or ``ros2`` launch with separation on is refused with that fix.
+Person sources (``person.source``): ``plant`` (sim-in-the-loop: ``plant_site``, a site of the
+simulated scene, read every tick like a tracker, with Gaussian ``noise``) or ``ros2`` (a
+``geometry_msgs/PointStamped`` topic, :mod:`karakuri.firmware_bridge.ros2_person`; any link
+kind).  A serial PERSON message is documented, not built.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,18 +40,35 @@ class PersonSection:
     """``care.person``: where the person's position comes from.
 
     Attributes:
+        source: ``plant`` (SIL: ``plant_site``) or ``ros2`` (``topic``).
         plant_site: SIL: the simulated scene's site to read (e.g. ``ho_palm``, handover's palm).
         noise: Std of Gaussian noise on each reading, m (a tracker's error).
         seed: Seed of the noise.
+        topic: ros2: the ``geometry_msgs/PointStamped`` topic.
+        frame_id: ros2: the robot's base frame (the chain's world); other frames are dropped.
+        domain_id: ros2: ROS domain id; None: ``ROS_DOMAIN_ID``.
+        max_age_s: If given, replaces ``separation.max_age_s``: a position older than this
+            (by its stamp), or none, puts the person at the tool, s.
     """
 
+    source: Literal["plant", "ros2"] = "plant"
     plant_site: str = ""
     noise: float = 0.0
     seed: int = 0
+    topic: str = "/person/position"
+    frame_id: str = "world"
+    domain_id: int | None = None
+    max_age_s: float | None = None
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"noise: {self.noise} must be a number >= 0 m")
+        if self.max_age_s is not None and not (np.isfinite(self.max_age_s)
+                                               and self.max_age_s > 0):
+            raise ValueError(f"max_age_s: {self.max_age_s} must be a number > 0 s")
+        if self.source == "ros2" and not (self.topic and self.frame_id):
+            raise ValueError(f"source ros2 needs a topic and a frame_id (got topic "
+                             f"{self.topic!r}, frame_id {self.frame_id!r})")
 
 
 @dataclass(frozen=True)
@@ -125,36 +144,60 @@ def attach_care(cfg: LaunchConfig, spec: RobotSpec, rate_hz: float, safety: Safe
     if spec.kinematics is None:
         raise ValueError(f"{cfg.source}: care: robot {spec.name!r} has no kinematic chain (its "
                          f"tool site and the joints to it); the care layers need one")
-    person = None
-    if care.separation is not None:
-        if not care.person.plant_site:
-            raise ValueError(f"{cfg.source}: care.person: no person source; give plant_site "
-                             f"(sil), or set care.separation: null to run the force limit only "
-                             f"(a ROS 2 topic and a serial message are documented, not built)")
-        if plant is None:
-            raise ValueError(f"{cfg.source}: care.person.plant_site needs link kind 'sil'")
-        try:
-            person = PlantPerson(plant, care.person.plant_site, care.person.noise,
-                                 care.person.seed)
-        except ValueError as e:
-            raise ValueError(f"{cfg.source}: care.person.plant_site: {e}") from e
+    person: Any = None
+    separation = care.separation
+    if separation is not None:
+        person = _person_source(cfg, care.person, plant, log)
+        if care.person.max_age_s is not None:
+            separation = dataclasses.replace(separation, max_age_s=care.person.max_age_s)
     else:
         log("WARNING: care.separation is off: the tool's speed near a person is not limited")
     if care.force_limit is None:
         log("WARNING: care.force_limit is off: contact forces are not limited")
     limits = safety.limits
     stage = CareSafety(spec.kinematics, 1.0 / rate_hz,
-                       CareConfig(care.separation, care.force_limit), limits.lower,
+                       CareConfig(separation, care.force_limit), limits.lower,
                        limits.upper, person=person, state=link.latest_state)
+    if hasattr(person, "close"):  # the ROS 2 node ends with the stage (or the process)
+        weakref.finalize(stage, person.close)
     stage.bind(record=telemetry.record if telemetry is not None else None, log=log)
     safety.add_stage(stage)
     parts = []
-    if care.separation is not None:
+    if separation is not None:
         parts.append(f"separation (min {stage.min_separation_m * 100:.1f} cm, "
-                     f"{care.separation.reduced_speed} m/s within "
-                     f"{care.separation.reduced_zone_m} m)")
+                     f"{separation.reduced_speed} m/s within {separation.reduced_zone_m} m; "
+                     f"person from {_describe_person(care.person)}, stale after "
+                     f"{separation.max_age_s:g} s)")
     if care.force_limit is not None:
         parts.append(f"force limit ({care.force_limit.region}: stop over "
                      f"{care.force_limit.stop_n:g} N)")
     log(f"care safety: {' and '.join(parts)}")
     return stage
+
+
+def _person_source(cfg: LaunchConfig, sec: PersonSection, plant: Any,
+                   log: Callable[[str], None]) -> Any:
+    """The :class:`~karakuri.robot.care_safety.PersonSource` ``care.person`` names."""
+    if sec.source == "ros2":
+        try:
+            from karakuri.firmware_bridge.ros2_person import Ros2Person
+        except ImportError as e:
+            raise ValueError(f"{cfg.source}: care.person.source ros2: {e}") from e
+        return Ros2Person(sec.topic, sec.frame_id, sec.domain_id, log=log)
+    if not sec.plant_site:
+        raise ValueError(f"{cfg.source}: care.person: no person source; give plant_site "
+                         f"(sil) or source: ros2 with a topic, or set care.separation: null "
+                         f"to run the force limit only (a serial message is not built)")
+    if plant is None:
+        raise ValueError(f"{cfg.source}: care.person.plant_site needs link kind 'sil'; on "
+                         f"hardware use care.person.source: ros2")
+    try:
+        return PlantPerson(plant, sec.plant_site, sec.noise, sec.seed)
+    except ValueError as e:
+        raise ValueError(f"{cfg.source}: care.person.plant_site: {e}") from e
+
+
+def _describe_person(sec: PersonSection) -> str:
+    if sec.source == "ros2":
+        return f"ROS 2 {sec.topic} (frame {sec.frame_id!r})"
+    return f"the plant's site {sec.plant_site!r}"
