@@ -210,6 +210,24 @@ class ActionMap:
         return cache[key](action, joint_pos)
 
 
+def robot_obs_terms(robot: Any, *task_terms: ObsTerm) -> list[ObsTerm]:
+    """The policy terms an arm task starts with, around the task's own robot signals.
+
+    ``joint_pos_rel`` (joint_pos minus the home pose, noise 5 mrad), ``joint_vel`` (x 0.1,
+    noise 0.05 rad/s), then ``task_terms`` (e.g. the command), then ``last_action``.
+
+    Args:
+        robot: A :class:`~karakuri.robot.spec.RobotSpec` (its ``default_pose``).
+        task_terms: The task's robot-available terms, in order.
+    """
+    return [
+        ObsTerm("joint_pos_rel", "joint_pos", offset=tuple(robot.default_pose), noise=0.005),
+        ObsTerm("joint_vel", "joint_vel", scale=0.1, noise=0.05),
+        *task_terms,
+        ObsTerm("last_action", "last_action"),
+    ]
+
+
 def _f32(x: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 

@@ -43,11 +43,13 @@ from typing import ClassVar
 import mujoco
 import torch
 
-from karakuri.robot.mjcf_index import dof_adr, followers, qpos_adr
+from karakuri.robot.mjcf_index import dof_adr, followers
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
+from karakuri.sim.task_helpers import HomePose
+from karakuri.sim.terms import robot_obs_terms
 
 #: Body regions with a touch sensor, and their ISO/TS 15066:2016 Table A.2 quasi-static
 #: maximum permissible forces, N (hands and fingers, lower arms and wrists, chest, face).
@@ -146,12 +148,9 @@ class Handover(Task):
     def obs_terms(self) -> list[ObsTerm]:
         """Robot and tracker signals, then privileged state for the critic."""
         return [
-            ObsTerm("joint_pos_rel", "joint_pos", offset=tuple(self.robot.default_pose),
-                    noise=0.005),
-            ObsTerm("joint_vel", "joint_vel", scale=0.1, noise=0.05),
-            ObsTerm("hand_pos", "hand_pos", offset=self._target_rest(), scale=5.0,
-                    noise=self.cfg.hand_noise),
-            ObsTerm("last_action", "last_action"),
+            *robot_obs_terms(self.robot, ObsTerm("hand_pos", "hand_pos", scale=5.0,
+                                                 offset=self._target_rest(),
+                                                 noise=self.cfg.hand_noise)),
             ObsTerm("tool_pos", "tool_pos", privileged=True),
             ObsTerm("tool_vel", "tool_vel", scale=2.0, privileged=True),
             ObsTerm("cup_to_target", "cup_to_target", scale=5.0, privileged=True),
@@ -262,15 +261,13 @@ class Handover(Task):
         mass = float(m.body_subtreemass[m.body(f"{HAND}_ref").id])
         self._omega = torch.tensor([math.sqrt(float(m.jnt_stiffness[j.id]) / mass) for j in rj],
                                    device=dev)
-        self._arm_qadr = torch.tensor(qpos_adr(m, self.robot.joint_names), device=dev)
         self._arm_dadr = torch.tensor(dof_adr(m, self.robot.arm_joints), device=dev)
         grip = m.joint(self.robot.gripper_joints[0])
         self._mirror = torch.tensor(
             [int(m.jnt_qposadr[f]) for f in followers(m, grip.id)],
             dtype=torch.long, device=dev)
-        self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=dev)
         home = [*self.robot.default_pose[: self.robot.n_arm].tolist(), self.cfg.grip]
-        self._home = torch.tensor(home, device=dev)
+        self._home = HomePose.bind(m, self.robot, dev, self.cfg.init_noise, home)
         self._amp = torch.tensor(self.cfg.hand_amplitude, device=dev)
         self._gen, self._dev = ctx.generator, dev
         self.peak_speed = torch.zeros(n, device=dev)
@@ -285,11 +282,8 @@ class Handover(Task):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Noisy home pose holding the cup; a new hand drift (amplitude, phase) per axis."""
         n, dev, g = physics.num_worlds, self._dev, self._gen
-        qpos = self._qpos0.expand(n, -1).clone()
+        qpos, _ = self._home.sample(n, g)
         qvel = torch.zeros(n, physics.qvel.shape[1], device=dev)
-        noise = torch.rand(n, self.robot.n_joints, device=dev, generator=g) * 2 - 1
-        noise[:, self.robot.n_arm:] = 0.0
-        qpos[:, self._arm_qadr] = self._home + self.cfg.init_noise * noise
         qpos[:, self._mirror] = self.cfg.grip
         u = torch.rand(n, 6, device=dev, generator=g)
         amp, phase = self._amp * u[:, :3], 2 * math.pi * u[:, 3:]

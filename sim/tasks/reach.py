@@ -20,12 +20,13 @@ import mujoco
 import numpy as np
 import torch
 
-from karakuri.robot.mjcf_index import qpos_adr
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.rewards import tolerance
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
+from karakuri.sim.task_helpers import HomePose
 from karakuri.sim.tasks import reach_targets as rt
+from karakuri.sim.terms import robot_obs_terms
 
 TOOL_SENSOR = "reach_tool_pos"
 
@@ -146,12 +147,7 @@ class Reach(Task):
     def obs_terms(self) -> list[ObsTerm]:
         """Robot-available terms, then the privileged tool position and error."""
         return [
-            ObsTerm(
-                "joint_pos_rel", "joint_pos", offset=tuple(self.robot.default_pose), noise=0.005
-            ),
-            ObsTerm("joint_vel", "joint_vel", scale=0.1, noise=0.05),
-            ObsTerm("target", "command"),
-            ObsTerm("last_action", "last_action"),
+            *robot_obs_terms(self.robot, ObsTerm("target", "command")),
             ObsTerm("tool_pos", "tool_pos", privileged=True),
             ObsTerm("tool_error", "tool_error", scale=5.0, privileged=True),
         ]
@@ -208,12 +204,8 @@ class Reach(Task):
         self._lo = torch.tensor(self.cfg.target_low, device=ctx.device)
         self._hi = torch.tensor(self.cfg.target_high, device=ctx.device)
         self._pool = self._target_pool(m).to(ctx.device)
-        self._qpos0 = torch.as_tensor(m.qpos0, dtype=torch.float32, device=ctx.device)
-        self._arm_qadr = torch.tensor(
-            qpos_adr(m, self.robot.joint_names), device=ctx.device
-        )
         # made here, not per reset: building or slicing by device tensors waits for the GPU
-        self._home = torch.tensor(self.robot.default_pose.tolist(), device=ctx.device)
+        self._home = HomePose.bind(m, self.robot, ctx.device, self.cfg.init_noise)
         couple = rt.joint_couplings(m, self.robot)
         self._coupled_adr = torch.tensor([c[0] for c in couple], dtype=torch.long,
                                          device=ctx.device)
@@ -253,11 +245,7 @@ class Reach(Task):
             )
             new = self._pool[pick]
         self.target = torch.where(mask[:, None], new, self.target)
-        qpos = self._qpos0.expand(n, -1).clone()
-        noise = torch.rand(n, self.robot.n_joints, device=self._dev, generator=self._gen) * 2 - 1
-        noise[:, self.robot.n_arm :] = 0.0
-        q = self._home + self.cfg.init_noise * noise
-        qpos[:, self._arm_qadr] = q
+        qpos, q = self._home.sample(n, self._gen)
         # joints an equality ties to a commanded one (a mirrored finger) follow it; every
         # other passive joint keeps its model default
         if self._coupled_adr.numel():
