@@ -13,7 +13,8 @@ limits (see :meth:`SafetyFilter.add_stage`), every tick, whatever the policy com
    :class:`PersonSource`; a stale or missing one puts the person at the tool.  The step
    from the last target is shortened so the tool's speed stays within
    :func:`~karakuri.robot.ssm.allowed_speed` of the separation; below the minimum separation
-   the robot holds.
+   the robot holds.  The step is bounded by the time since the last tick (at most one
+   period), so the tool's speed holds for late and early ticks too.
 
 The tool position is the numpy forward kinematics of the robot's chain
 (:mod:`karakuri.robot.kinematics`), so the stage runs on the edge install (no MuJoCo).
@@ -37,6 +38,22 @@ from karakuri.robot.kinematics import KinematicChain
 from karakuri.robot.ssm import SeparationParams, allowed_speed, scale_step
 
 KINDS: tuple[str, ...] = ("ssm_scale", "ssm_hold", "person_stale", "force_stop")
+
+#: Near a singular pose the force solve is damped (variable damping, Chiaverini 1997):
+#: ``λ² = λ0² (1 − (σ_min / ε)²)`` while the tool Jacobian's smallest singular value
+#: ``σ_min`` is under ``ε``, else 0 (exact).  At ``σ_min → 0`` a residual torque of 1 N·m maps
+#: to at most ``1 / (2 λ0)`` = 10 N (undamped, the model's few N·m of free-motion error read
+#: as 50-70 N there); a force along the singular direction, which the joints hardly feel,
+#: is underestimated there.  ``ε``, ``λ0``, m.
+WRENCH_SINGULAR_EPS, WRENCH_DAMPING = 0.05, 0.05
+
+
+def wrench_damping(jacobian: np.ndarray) -> float:
+    """λ for :func:`~karakuri.robot.force_limit.tool_wrench` at this Jacobian (6, k), m."""
+    sigma = float(np.linalg.svd(jacobian, compute_uv=False).min())
+    if sigma >= WRENCH_SINGULAR_EPS:
+        return 0.0
+    return WRENCH_DAMPING * float(np.sqrt(1.0 - (sigma / WRENCH_SINGULAR_EPS) ** 2))
 
 
 class PersonSource(Protocol):
@@ -110,6 +127,7 @@ class CareSafety:
         self._last_stamp: float | None = None
         self._last_t: float | None = None
         self._last_vel: np.ndarray | None = None
+        self._last_tick: float | None = None
 
     @property
     def fault(self) -> str | None:
@@ -171,7 +189,14 @@ class CareSafety:
             self.separation_m = float(min(np.linalg.norm(self.chain(q_meas) - p),
                                           np.linalg.norm(p_prev - p)))
         self.allowed_mps = allowed_speed(self.separation_m, sep, self.dt)
-        out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * self.dt, p_prev=p_prev)
+        # The step may take the tool as far as the time since the last tick allows, at most one
+        # period: a tick that comes early after a late one (the loop keeps absolute deadlines)
+        # would otherwise send two periods' travel within a few ms, and the MCU slews to each
+        # target at the joints' full speed.
+        elapsed = self.dt if self._last_tick is None else min(max(now - self._last_tick, 0.0),
+                                                              self.dt)
+        self._last_tick = now
+        out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * elapsed, p_prev=p_prev)
         if s < 1.0:
             moving = bool(np.any(np.abs(q - q_prev) > 1e-12))
             if moving:
@@ -191,7 +216,8 @@ class CareSafety:
         c, a, q = self.chain, self.arm, np.asarray(state.position, np.float64)
         tau_model = self.dynamics.expected_effort(q, vel, ddq)
         tau_ext = tau_model[a] - np.asarray(state.effort, np.float64)[a]
-        self.force_n = float(np.linalg.norm(tool_wrench(c.jacobian(q)[:, a], tau_ext)[:3]))
+        jac = c.jacobian(q)[:, a]
+        self.force_n = float(np.linalg.norm(tool_wrench(jac, tau_ext, wrench_damping(jac))[:3]))
         reason = limiter.update(self.force_n, state.stamp)
         if reason is not None:  # hold the arm where it is (the servo stops pushing), the
             hold = q_prev.copy()  # gripper at its last target (it keeps its grip)

@@ -43,51 +43,58 @@ class ChainDynamics:
                                   for i in (b.inertia for b in chain.bodies)])
         self.known = bool(np.any(self._mass > 0))
 
-    def _bodies(self, q: np.ndarray) -> list[tuple[float, np.ndarray, np.ndarray, np.ndarray,
-                                                   float]]:
-        """Per massive body: mass, COM and angular Jacobians, inertia, gravcomp.
+    def _bodies(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                              np.ndarray]:
+        """Mass, Jacobians, inertia and gravcomp of each massive body ``b``.
 
-        The Jacobians have shape (3, n); the inertia is about the COM in the world frame (3, 3).
+        Shapes: mass (b,), COM Jacobians (b, 3, n), angular Jacobians (b, 3, n), inertias
+        about the COM in the world frame (b, 3, 3), gravcomp (b,).
         """
         joints: list = []
         frames: list = []
         self.chain._walk(np.asarray(q, np.float64), joints, frames)
-        out = []
-        for k, ((pos, mat, count), m) in enumerate(zip(frames, self._mass, strict=True)):
-            if m <= 0:
-                continue
-            rot = np.array(mat).reshape(3, 3)
-            com = np.array(pos) + rot @ self._com[k]
-            jv, jw = np.zeros((3, self.n)), np.zeros((3, self.n))
-            for index, hinge, axis, anchor in joints[:count]:
-                a = np.array(axis)
-                if hinge:
-                    jv[:, index] += np.cross(a, com - np.array(anchor))
-                    jw[:, index] += a
-                else:
-                    jv[:, index] += a
-            out.append((float(m), jv, jw, rot @ self._inertia[k] @ rot.T, float(self._gc[k])))
-        return out
+        keep = self._mass > 0
+        rot = np.array([f[1] for f in frames]).reshape(-1, 3, 3)[keep]
+        com = np.array([f[0] for f in frames])[keep] + np.einsum("bij,bj->bi", rot,
+                                                                  self._com[keep])
+        count = np.array([f[2] for f in frames])[keep]
+        nb, nj = len(com), len(joints)
+        jv, jw = np.zeros((nb, 3, self.n)), np.zeros((nb, 3, self.n))
+        if nj:
+            index = np.array([j[0] for j in joints])
+            hinge = np.array([j[1] for j in joints], bool)
+            axes, anchors = np.array([j[2] for j in joints]), np.array([j[3] for j in joints])
+            before = np.arange(nj)[None, :] < count[:, None]  # (b, k): joint k moves body b
+            lin = np.where(hinge[None, :, None],
+                           np.cross(axes[None], com[:, None] - anchors[None]), axes[None])
+            ang = np.where(hinge[None, :, None], axes[None], 0.0)
+            lin, ang = lin * before[..., None], ang * before[..., None]  # (b, k, 3)
+            np.add.at(jv, (slice(None), slice(None), index), lin.transpose(0, 2, 1))
+            np.add.at(jw, (slice(None), slice(None), index), ang.transpose(0, 2, 1))
+        inertia = rot @ self._inertia[keep] @ rot.transpose(0, 2, 1)
+        return self._mass[keep], jv, jw, inertia, self._gc[keep]
 
     def mass_matrix(self, q: np.ndarray) -> np.ndarray:
         """``M(q)``, armature included, kg·m² (kg for slides). Shape: (n, n)."""
-        mm = np.diag(self.chain.armature)
-        for m, jv, jw, inertia, _ in self._bodies(q):
-            mm += m * jv.T @ jv + jw.T @ inertia @ jw
-        return mm
+        m, jv, jw, inertia, _ = self._bodies(q)
+        return (np.diag(self.chain.armature) + np.einsum("b,bin,bim->nm", m, jv, jv)
+                + np.einsum("bin,bij,bjm->nm", jw, inertia, jw))
 
     def coriolis(self, q: np.ndarray, dq: np.ndarray) -> np.ndarray:
         """``c(q, q̇)``: Coriolis and centrifugal torques, N·m. Shape: (n,)."""
+        return self._coriolis(self._bodies(q), q, dq)
+
+    def _coriolis(self, bodies: tuple, q: np.ndarray, dq: np.ndarray) -> np.ndarray:
         q, dq = np.asarray(q, np.float64), np.asarray(dq, np.float64)
         eps = 1e-6 / max(1.0, float(np.abs(dq).max(initial=0.0)))
+        m, jv, jw, inertia, _ = bodies
         ahead, behind = self._bodies(q + eps * dq), self._bodies(q - eps * dq)
-        tau = np.zeros(self.n)
-        for (m, jv, jw, inertia, _), a, b in zip(self._bodies(q), ahead, behind, strict=True):
-            acc = (a[1] - b[1]) @ dq / (2 * eps)  # J̇v q̇: the COM's velocity-product accel.
-            alpha = (a[2] - b[2]) @ dq / (2 * eps)
-            omega = jw @ dq
-            tau += m * jv.T @ acc + jw.T @ (inertia @ alpha + np.cross(omega, inertia @ omega))
-        return tau
+        acc = (ahead[1] - behind[1]) @ dq / (2 * eps)  # J̇v q̇ per body (b, 3)
+        alpha = (ahead[2] - behind[2]) @ dq / (2 * eps)
+        omega = jw @ dq
+        i_omega = np.einsum("bij,bj->bi", inertia, omega)
+        moment = np.einsum("bij,bj->bi", inertia, alpha) + np.cross(omega, i_omega)
+        return np.einsum("b,bin,bi->n", m, jv, acc) + np.einsum("bin,bi->n", jw, moment)
 
     def gravity(self, q: np.ndarray, compensated: bool = False) -> np.ndarray:
         """``g(q)``, gravity torques, N·m. Shape: (n,).
@@ -95,10 +102,12 @@ class ChainDynamics:
         ``compensated``: only the part the controller takes (each body's ``gravcomp``
         fraction: MuJoCo's ``qfrc_gravcomp``).
         """
-        tau = np.zeros(self.n)
-        for m, jv, _, _, gc in self._bodies(q):
-            tau -= (gc if compensated else 1.0) * m * jv.T @ self.chain.gravity
-        return tau
+        return self._gravity(self._bodies(q), compensated)
+
+    def _gravity(self, bodies: tuple, compensated: bool) -> np.ndarray:
+        m, jv, _, _, gc = bodies
+        w = m * gc if compensated else m
+        return -np.einsum("b,bin,i->n", w, jv, self.chain.gravity)
 
     def expected_effort(self, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray) -> np.ndarray:
         """The servo effort a free motion through ``(q, q̇, q̈)`` needs, N·m. Shape: (n,).
@@ -112,5 +121,9 @@ class ChainDynamics:
         tau = ch.damping * dq + ch.frictionloss * np.tanh(dq / FRICTION_VELOCITY)
         if not self.known:
             return tau + ch.armature * np.asarray(ddq, np.float64)
-        return (tau + self.mass_matrix(q) @ ddq + self.coriolis(q, dq)
-                + self.gravity(q) - self.gravity(q, compensated=True))
+        bodies = self._bodies(q)
+        m, jv, jw, inertia, _ = bodies
+        mass = (np.diag(ch.armature) + np.einsum("b,bin,bim->nm", m, jv, jv)
+                + np.einsum("bin,bij,bjm->nm", jw, inertia, jw))
+        return (tau + mass @ ddq + self._coriolis(bodies, q, dq)
+                + self._gravity(bodies, False) - self._gravity(bodies, True))

@@ -128,13 +128,31 @@ def test_tool_speed_stays_within_the_separation_limit(cmds, offset) -> None:
 
 
 def test_far_person_leaves_the_command_alone() -> None:
-    f, _, _ = care_filter(np.array([5.0, 5.0, 5.0]))
+    f, _, clock = care_filter(np.array([5.0, 5.0, 5.0]))
     plain = SafetyFilter(SafetyLimits.from_spec(SPEC), DT, soft_start_s=0.0)
     plain.reset(SPEC.default_pose)
     for _ in range(20):
         q = SPEC.default_pose + 0.3
         np.testing.assert_array_equal(f.filter(q), plain.filter(q))
+        clock.t += DT
     assert f.interventions["ssm_scale"] == f.interventions["ssm_hold"] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 3.0), min_size=4, max_size=20), joint_vec)
+def test_tool_speed_holds_over_late_and_early_ticks(gaps: list[float], c) -> None:
+    """Ticks at irregular times (a late tick, then the next on its deadline): the tool never
+    travels more than the allowed speed times the time since the previous tick, whose budget
+    is at most one period (the first tick: one period)."""
+    person = CHAIN(SPEC.default_pose) + np.array([0.2, 0.0, 0.0])
+    f, care, clock = care_filter(person)
+    q_prev = f.hold_target()
+    for k, gap in enumerate(gaps):
+        clock.t += gap * DT
+        out = f.filter(SPEC.default_pose + 2.0 * c)
+        travel = float(np.linalg.norm(CHAIN(out) - CHAIN(q_prev)))
+        assert travel <= care.allowed_mps * (min(gap, 1.0) if k else 1.0) * DT + 1e-9
+        q_prev = out
 
 
 def test_tool_wrench_recovers_a_force_at_the_tool() -> None:
