@@ -106,7 +106,7 @@ def run_pipeline(run_dir: str | Path, env: BatchedEnv) -> ActFn:
         RunDirError: the run's actor files are missing or malformed, or read another size.
     """
     loaded = trainer_of(run_dir).load_actor(run_dir).check_obs_size(run_dir, env.obs_size)
-    return module_act(policy_module_for(env, loaded, loaded.actor))
+    return module_act(policy_module_for(env, loaded.normalizer, loaded.actor))
 
 
 def evaluate_run(

@@ -84,8 +84,7 @@ def run_policy_module(run_dir: str | Path, env: BatchedEnv) -> ex.PolicyModule:
     The run's trainer (a registry lookup) loads its actor from plain data.
     """
     loaded = trainer_of(run_dir).load_actor(run_dir).check_obs_size(run_dir, env.obs_size)
-    normalizer = ex.Normalizer(mean=loaded.mean, var=loaded.var, eps=loaded.eps, clip=loaded.clip)
-    return policy_module_for(env, normalizer, loaded.actor)
+    return policy_module_for(env, loaded.normalizer, loaded.actor)
 
 
 def export_run(

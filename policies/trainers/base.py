@@ -15,37 +15,31 @@ from typing import TYPE_CHECKING, Any, Protocol
 from karakuri.policies.run_dir import RunDirError, TrainConfig
 
 if TYPE_CHECKING:  # the registry imports this module: no torch until a trainer is chosen
-    import numpy as np
     from torch import nn
+
+    from karakuri.policies.normalizer import Normalizer
 
 
 @dataclass(frozen=True)
 class LoadedActor:
     """A run's deterministic actor and its policy-observation normalizer.
 
-    The normalizer, as the policy file composes it: ``clip((obs - mean) / sqrt(var + eps),
-    -clip, clip)`` (no clip when ``clip`` is None).
+    Evaluation and export compose both with the task's terms and action map into the one
+    policy module (:func:`karakuri.policies.export_graph.policy_module_for`).
 
     Attributes:
-        normalize: The normalizer as evaluation applies it, (B, obs_size) -> (B, obs_size).
+        normalizer: The observation normalizer, converted from the trainer's own form
+            (:class:`~karakuri.policies.normalizer.Normalizer`), size obs_size.
         actor: Normalized policy observation (B, obs_size) -> action (B, a) in [-1, 1].
-        mean: Shape: (obs_size,), float64.
-        var: Shape: (obs_size,), float64.
-        eps: Added to ``var``.
-        clip: Bound of the normalized observation, or None.
     """
 
-    normalize: nn.Module
+    normalizer: Normalizer
     actor: nn.Module
-    mean: np.ndarray
-    var: np.ndarray
-    eps: float
-    clip: float | None
 
     @property
     def obs_size(self) -> int:
         """Policy observations the actor reads."""
-        return int(self.mean.shape[0])
+        return self.normalizer.size
 
     def check_obs_size(self, run_dir: str | Path, obs_size: int) -> LoadedActor:
         """This actor, after checking it reads ``obs_size`` observations (the task's).

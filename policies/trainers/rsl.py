@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from karakuri.policies.normalizer import Normalizer
 from karakuri.policies.run_dir import (
     RunDirError,
     TrainConfig,
@@ -315,10 +316,9 @@ def load_rsl_actor(run_dir: str | Path) -> tuple[RslNormalize, ClampedActor]:
 def load_actor(run_dir: str | Path) -> LoadedActor:
     """The deterministic actor of an rsl_rl run (weights only, see :func:`load_rsl_actor`).
 
-    rsl_rl's ``(obs - mean) / (std + eps)`` is the policy file's normalizer with
-    ``var = (std + eps)**2``, ``eps = 0`` and no clipping.
+    rsl_rl's ``(obs - mean) / (std + eps)`` is :meth:`Normalizer.from_std`.
     """
     norm, actor = load_rsl_actor(run_dir)
-    std = norm.std.double().numpy() + norm.eps
-    return LoadedActor(normalize=norm, actor=actor, mean=norm.mean.double().numpy(),
-                       var=std**2, eps=0.0, clip=None)
+    normalizer = Normalizer.from_std(norm.mean.double().numpy(), norm.std.double().numpy(),
+                                     norm.eps)
+    return LoadedActor(normalizer=normalizer, actor=actor)

@@ -40,8 +40,8 @@ from karakuri.policies.run_dir import (
     resume_config,
     write_config,
 )
-from karakuri.policies.sb3_actor import NormalizeObs, save_actor
 from karakuri.policies.sb3_actor import load_actor as load_plain_actor
+from karakuri.policies.sb3_actor import save_actor
 from karakuri.policies.trainers.base import LoadedActor, TrainResult
 from karakuri.policies.trainers.sb3_env import SB3VecEnv
 from karakuri.sim.registry import make_env
@@ -233,8 +233,7 @@ def load_actor(run_dir: str | Path) -> LoadedActor:
         RunDirError: the files are missing or malformed (named).
     """
     norm, actor = load_plain_actor(run_dir)
-    return LoadedActor(normalize=NormalizeObs(norm), actor=actor, mean=norm.mean, var=norm.var,
-                       eps=norm.eps, clip=norm.clip)
+    return LoadedActor(normalizer=norm, actor=actor)
 
 
 def _load_or_create(

@@ -16,6 +16,7 @@ import pytest
 from torch import nn
 
 from karakuri.launch.cli import main
+from karakuri.policies.normalizer import Normalizer
 from karakuri.policies.run_dir import RunDirError, TrainConfig, load_config, write_config
 from karakuri.policies.train import train
 from karakuri.policies.trainers import registry
@@ -90,9 +91,8 @@ class _FakeTrainer:
         net = nn.Linear(obs, 6)
         nn.init.zeros_(net.weight)
         nn.init.zeros_(net.bias)
-        mean, var = np.zeros(obs), np.ones(obs)
-        return LoadedActor(normalize=nn.Identity(), actor=net, mean=mean, var=var, eps=0.0,
-                           clip=None)
+        return LoadedActor(Normalizer(mean=np.zeros(obs), var=np.ones(obs), eps=0.0, clip=None),
+                           net)
 
 
 def test_a_registered_trainer_trains_and_evaluates(tmp_path: Path, monkeypatch) -> None:
@@ -118,8 +118,7 @@ def test_an_actor_of_the_wrong_size_is_named(tmp_path: Path, monkeypatch) -> Non
     run = train(TrainConfig(task="reach", trainer="fake", eval_episodes=1,
                             run_dir=str(tmp_path / "r")))
     real = _FakeTrainer.load_actor(run)
-    small = LoadedActor(normalize=nn.Identity(), actor=real.actor, mean=real.mean[:3],
-                        var=real.var[:3], eps=0.0, clip=None)
+    small = LoadedActor(Normalizer(mean=np.zeros(3), var=np.ones(3)), real.actor)
     monkeypatch.setattr(_FakeTrainer, "load_actor", staticmethod(lambda run_dir: small))
     with pytest.raises(RunDirError, match="the actor reads 3 observations"):
         evaluate_run(run, episodes=1)
