@@ -55,6 +55,7 @@ class Ros2Person:
         self.received = self.wrong_frame = 0
         self._lock = threading.Lock()
         self._latest: tuple[np.ndarray, float] | None = None
+        self._closed = False
         self._node = NodeThread("karakuri_person", namespace, domain_id)
         self._sub = self._node.node.create_subscription(PointStamped, topic, self._on_point,
                                                         make_qos(1, "best_effort"))
@@ -90,5 +91,7 @@ class Ros2Person:
         return p.copy(), self.clock() - max(age, 0.0)
 
     def close(self) -> None:
-        """Stop the subscriber's node."""
-        self._node.close()
+        """Stop the subscriber's node (again: nothing)."""
+        if not self._closed:
+            self._closed = True
+            self._node.close()

@@ -183,3 +183,24 @@ def test_ros2_person_section_needs_a_topic() -> None:
         PersonSection(source="ros2", topic="")
     with pytest.raises(ValueError, match="max_age_s: 0.0"):
         PersonSection(source="ros2", max_age_s=0.0)
+
+
+def test_launch_care_section_attaches_a_ros2_person(ros_ns: str, domain_id: int) -> None:
+    from types import SimpleNamespace
+
+    from karakuri.launch.care import CareSection, attach_care
+
+    section = CareSection(person=PersonSection(source="ros2", topic=f"{ros_ns}/person",
+                                               domain_id=domain_id, max_age_s=0.2))
+    cfg = SimpleNamespace(care=section, task="handover", source="care.yaml")
+    limits = SafetyLimits.from_spec(SPEC)
+    safety = SafetyFilter(limits, DT, soft_start_s=0.0)
+    lines: list[str] = []
+    stage = attach_care(cfg, SPEC, SPEC.control_rate_hz, safety, SimpleNamespace(metadata=None),
+                        SimpleNamespace(latest_state=lambda: None), None, None, lines.append)
+    try:
+        assert isinstance(stage.person, Ros2Person)
+        assert stage.config.separation.max_age_s == 0.2
+        assert any(f"person from ROS 2 {ros_ns}/person" in line for line in lines), lines
+    finally:
+        stage.person.close()
