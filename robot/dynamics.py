@@ -69,8 +69,8 @@ class ChainDynamics:
                            np.cross(axes[None], com[:, None] - anchors[None]), axes[None])
             ang = np.where(hinge[None, :, None], axes[None], 0.0)
             lin, ang = lin * before[..., None], ang * before[..., None]  # (b, k, 3)
-            np.add.at(jv, (slice(None), slice(None), index), lin.transpose(0, 2, 1))
-            np.add.at(jw, (slice(None), slice(None), index), ang.transpose(0, 2, 1))
+            jv[:, :, index] = lin.transpose(0, 2, 1)  # the chain's joint indices are distinct
+            jw[:, :, index] = ang.transpose(0, 2, 1)
         inertia = rot @ self._inertia[keep] @ rot.transpose(0, 2, 1)
         return self._mass[keep], jv, jw, inertia, self._gc[keep]
 
