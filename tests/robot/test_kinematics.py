@@ -141,7 +141,8 @@ def test_wrong_length_joint_vector_is_named() -> None:
 
 
 def test_kinematics_imports_no_mujoco() -> None:
-    code = ("import sys, json; import karakuri.robot.kinematics, karakuri.robot.spec; "
+    code = ("import sys, json; import karakuri.robot.kinematics, karakuri.robot.spec, "
+            "karakuri.robot.dynamics, karakuri.robot.care_safety; "
             "print(json.dumps(sorted(m for m in ('mujoco', 'torch') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
