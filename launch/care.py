@@ -9,7 +9,7 @@ standard library only: the layers run on the edge install.
 Person sources (``person.source``): ``plant`` (sim-in-the-loop: ``plant_site``, a site of the
 simulated scene, read every tick like a tracker, with Gaussian ``noise``) or ``ros2`` (a
 ``geometry_msgs/PointStamped`` topic, :mod:`karakuri.firmware_bridge.ros2_person`; any link
-kind).  A serial PERSON message is documented, not built.
+kind).  A serial PERSON message is not built.
 """
 
 from __future__ import annotations
