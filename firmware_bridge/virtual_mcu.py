@@ -163,7 +163,7 @@ class VirtualMCU:
     @property
     def sim_time(self) -> float:
         """The MCU clock (simulation time), s."""
-        return float(self.plant.data.time)
+        return self.plant.time
 
     @property
     def mode(self) -> McuMode:
