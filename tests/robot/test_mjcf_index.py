@@ -121,3 +121,15 @@ def test_the_index_follows_the_order_it_is_asked_in(tmp_path_factory: pytest.Tem
         assert m.joint(int(idx.joint[i])).name == name
         assert idx.qpos[i] == m.joint(name).qposadr[0]
         assert m.actuator(int(idx.act[i])).trnid[0] == m.joint(name).id
+
+
+def test_training_and_the_plant_write_ctrl_to_the_same_actuator(tmp_path: Path) -> None:
+    # the finding of issue 12: two call sites disagreed on a joint's first vs last actuator
+    pytest.importorskip("torch")
+    from karakuri.firmware_bridge.mujoco_plant import MujocoPlant
+    from karakuri.sim.registry import make_env
+
+    spec = load_robot(write_arm(tmp_path, actuators=DAMPER))
+    env = make_env("reach", spec, num_worlds=1, seed=0, randomize=False)
+    np.testing.assert_array_equal(env.ctrl_idx.numpy(), MujocoPlant(spec).act)
+    assert env.model.actuator(int(env.ctrl_idx[0])).name == "a1"
