@@ -22,12 +22,11 @@ from typing import TypeVar
 
 import numpy as np
 import onnx
-import yaml
+from launch_files import write_launch
 from onnx import TensorProto, helper
 
 from karakuri.firmware_bridge.fault_proxy import DirectionFaults, FaultProxy
 from karakuri.firmware_bridge.protocol import Command, State
-from karakuri.launch.schema import LaunchConfig
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.robot.link import CommandMode, StatusBits
 from karakuri.robot.registry import load_robot
@@ -91,22 +90,14 @@ def policy_file(path: Path, target: np.ndarray | None = None, *, rate_hz: float 
 def launch_file(tmp_path: Path, port: str, policy: Path, *, hold_s: float = 2.0,
                 episodes: int = 1, telemetry: str = "run.mcap", name: str = "launch.yaml",
                 **extra: object) -> Path:
-    """A serial launch file for ``policy`` through ``port`` (the proxy), short episodes."""
-    data: dict[str, object] = {
-        "robot": "industrial_arm", "policy": str(policy),
-        "link": {"kind": "serial", "port": port},
-        "command": {"targets": [[0.4, 0.1, 0.3]] * episodes, "hold_s": hold_s, "reset_s": 0.0},
-        "soft_start_s": 0.1, "telemetry": str(tmp_path / telemetry),
-        "realtime": {"sched_fifo_priority": 0, "mlockall": False}}
-    fields = {f.name for f in dataclasses.fields(LaunchConfig)}
-    if "allow_unsigned" in fields:  # these hand-built files are unsigned on purpose
-        data["allow_unsigned"] = True
-    if "audit_log" in fields:
-        data["audit_log"] = str(tmp_path / "audit.jsonl")
-    data.update(extra)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data))
-    return path
+    """A serial launch file for ``policy`` through ``port`` (the proxy), short episodes.
+
+    Unsigned on purpose (``allow_unsigned``); the audit log stays in ``tmp_path``.
+    """
+    keys = {"soft_start_s": 0.1, "telemetry": str(tmp_path / telemetry), "allow_unsigned": True,
+            "audit_log": str(tmp_path / "audit.jsonl"), **extra}
+    return write_launch(tmp_path / name, policy=policy, link={"kind": "serial", "port": port},
+                        targets=[[0.4, 0.1, 0.3]] * episodes, hold_s=hold_s, **keys)
 
 
 class OverloadedError(AssertionError):

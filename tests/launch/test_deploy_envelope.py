@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("mujoco")
 
+from launch_files import write_launch  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
@@ -62,14 +62,9 @@ def far_policy(path: Path, velocity: float | None = None, accel: float | None = 
 
 def launch(tmp_path: Path, **policy_claims) -> Path:
     far_policy(tmp_path / "policy.onnx", **policy_claims)
-    data = {"robot": "industrial_arm", "policy": "policy.onnx",
-            "link": {"kind": "sil", "record_commands": True},
-            "command": {"targets": [[0.4, 0.1, 0.3]], "hold_s": 1.0, "reset_s": 0.0},
-            "soft_start_s": 0.0,
-            "realtime": {"sched_fifo_priority": 0, "mlockall": False}}
-    p = tmp_path / "launch.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    return write_launch(tmp_path / "launch.yaml", policy="policy.onnx",
+                        link={"kind": "sil", "record_commands": True},
+                        targets=[[0.4, 0.1, 0.3]], hold_s=1.0, soft_start_s=0.0)
 
 
 def test_finding_1_lying_metadata_is_refused_before_any_link(tmp_path, monkeypatch):

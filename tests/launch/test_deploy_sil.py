@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("mujoco")
 
+from launch_files import write_launch  # noqa: E402
 from trust_helpers import hold_policy  # noqa: E402
 
 from karakuri.launch import deploy as deploy_mod  # noqa: E402
@@ -30,16 +30,10 @@ TOOL_AWAY = TOOL_AT_HOME + np.array([0.1, 0.0, 0.0])
 
 def launch(tmp_path: Path, poison: bool = False, **kw) -> Path:
     hold_policy(tmp_path / "policy.onnx", gain=float("nan") if poison else 0.0)
-    data = {"robot": "industrial_arm", "policy": "policy.onnx",
-            "link": {"kind": "sil", "record_commands": True},
-            "command": {"targets": [TOOL_AT_HOME.tolist(), TOOL_AWAY.tolist()],
-                        "hold_s": 0.6, "reset_s": 0.2},
-            "soft_start_s": 0.2, "telemetry": "sil.mcap",
-            "realtime": {"sched_fifo_priority": 0, "mlockall": False}}
-    data.update(kw)
-    p = tmp_path / "launch.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    return write_launch(tmp_path / "launch.yaml", policy="policy.onnx",
+                        link={"kind": "sil", "record_commands": True},
+                        targets=[TOOL_AT_HOME, TOOL_AWAY], hold_s=0.6, reset_s=0.2,
+                        **{"soft_start_s": 0.2, "telemetry": "sil.mcap", **kw})
 
 
 @pytest.fixture

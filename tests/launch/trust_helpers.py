@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
+from launch_files import write_launch
 
 from karakuri.policies.metadata import PolicyMetadata
 from karakuri.policies.signing import generate_keypair, sign_file
@@ -85,11 +85,6 @@ def signed_policy(folder: Path, private: Path) -> Path:
 
 def launch_file(folder: Path, link: dict, **kw: object) -> Path:
     """A launch file in ``folder`` running ``policy.onnx`` for two short episodes."""
-    data = {"robot": "industrial_arm", "policy": "policy.onnx", "link": link,
-            "command": {"targets": [TOOL_AT_HOME], "hold_s": 0.3, "reset_s": 0.0},
-            "soft_start_s": 0.1, "audit_log": "audit.jsonl",
-            "realtime": {"sched_fifo_priority": 0, "mlockall": False}}
-    data.update(kw)
-    p = folder / "launch.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    return write_launch(folder / "launch.yaml", policy="policy.onnx", link=link,
+                        targets=[TOOL_AT_HOME], hold_s=0.3, **{"soft_start_s": 0.1,
+                                                               "audit_log": "audit.jsonl", **kw})
