@@ -7,10 +7,10 @@ beyond the user's palm, reached by the joint-speed limits alone: ~0.55 m/s) is d
 enters the zone at full speed and hits the hand harder.  A push of the user's hand into the
 held cup over the force limit makes a protective stop within two control periods, measured
 from the plant's first net contact force on the hand over the limit to the care stage's stop
-(both on the host's monotonic clock; in lock-step: ``test_handover_care_lockstep.py``).  The net force (the vector sum of the
-contact forces on the hand) is what the robot pushes with; the hand's TOUCH sensor sums the
-normal forces' magnitudes, so the cup pinched between the palm and the fingers reads 200-270 N
-there while the robot feels 20-50 N (the two sum to the same net force).
+(both on the host's monotonic clock; lock-step: ``test_handover_care_lockstep.py``).  The
+net force (the vector sum of the contact forces on the hand) is what the robot pushes with;
+the hand's TOUCH sensor sums the normal forces' magnitudes, so the cup pinched between the
+palm and the fingers reads 200-270 N there while the net force is 20-50 N.
 The plant is sampled by an observer thread (10 ms; 2 ms while pushing).
 """
 
