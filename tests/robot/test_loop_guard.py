@@ -26,7 +26,7 @@ def test_robot_leaving_armed_mid_run_stops_with_exit_3():
     at_send(link, 20, lambda: setattr(link, "status", StatusBits.NONE))
     s = make_loop(link, policy, duration=2.0).run()
     assert s.fault.startswith("robot left ARMED") and s.fault_kind == "robot"
-    assert s.exit_code == EXIT_CODES["robot"] == 3 and s.ticks < 30
+    assert s.exit_code == EXIT_CODES["robot"] == 3 and s.ticks == 21  # the tick after send 20
     assert link.sent[-1][1] == CommandMode.HOLD
 
 
@@ -70,7 +70,7 @@ def test_state_outside_limits_stops_with_exit_4():
     link = StuckLink(10, 1, 50.0)
     s = make_loop(link, FakePolicy(), duration=2.0).run()
     assert s.fault.startswith("bad STATE: joint 'joint 1' at 50 is outside its limits")
-    assert s.exit_code == EXIT_CODES["state"] == 4 and s.ticks < 15
+    assert s.exit_code == EXIT_CODES["state"] == 4 and s.ticks == 11  # the tick after send 10
     q_hold, mode = link.sent[-1]
     assert mode == CommandMode.HOLD and np.all(np.abs(q_hold) <= 1.0)
 
@@ -112,7 +112,7 @@ def test_summary_reports_command_gap_watchdog_margin_and_faults_once():
     link.watchdog_s = 0.05
     link.faults = lambda: [f"link fault {k}" for k in range(25)]
     s = make_loop(link, policy, duration=0.3).run()
-    assert 0.004 < s.max_command_gap_s < 0.05
+    assert s.max_command_gap_s == pytest.approx(1 / 200)  # one period on the fake clock
     assert s.watchdog_margin_s == pytest.approx(0.05 - s.max_command_gap_s)
     text = s.format()
     assert "largest gap" in text and "watchdog 50.0 ms, margin" in text
