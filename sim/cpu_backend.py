@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from mujoco import rollout
 
-from karakuri.sim.physics import PhysicsError
+from karakuri.sim.physics import PhysicsError, StateViews
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 
 
-class CpuPhysics:
+class CpuPhysics(StateViews):
     """A batch of C MuJoCo worlds (implements :class:`karakuri.sim.physics.Physics`).
 
     Args:
@@ -62,32 +62,7 @@ class CpuPhysics:
         self._out_sens: np.ndarray | None = None
         self._refresh()
 
-    # -- views ---------------------------------------------------------------------------
-    @property
-    def dt(self) -> float:
-        """Physics time step, s."""
-        return float(self.model.opt.timestep)
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        """Shape: (num_worlds, nq)."""
-        return self._qpos
-
-    @property
-    def qvel(self) -> torch.Tensor:
-        """Shape: (num_worlds, nv)."""
-        return self._qvel
-
-    @property
-    def ctrl(self) -> torch.Tensor:
-        """Shape: (num_worlds, nu); written by the task, applied at the next step."""
-        return self._ctrl
-
-    @property
-    def sensordata(self) -> torch.Tensor:
-        """Shape: (num_worlds, nsensordata)."""
-        return self._sensor
-
+    # -- views (dt, qpos, qvel, ctrl, sensordata: StateViews) ----------------------------
     @property
     def actuator_force(self) -> torch.Tensor:
         """Shape: (num_worlds, nu), N·m or N, at the current state and controls.

@@ -11,7 +11,7 @@ backend needs a per-world kinematics pass in Python.  All tensors are float32.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -78,6 +78,46 @@ class Physics(Protocol):
                 ``"body_mass"``, ``"actuator_gainprm"``, ``"dof_damping"``) to its new
                 per-world value, shape ``(num_worlds, *field.shape)``.
         """
+
+
+class StateViews:
+    """``dt`` and the state tensors of a backend, shared by the cpu and warp backends.
+
+    A backend sets, in its constructor, ``model`` (the ``mujoco.MjModel`` every world copies)
+    and the float32 tensors ``_qpos``, ``_qvel``, ``_ctrl`` and ``_sensor`` on its device; it
+    refreshes them in place, so the tensors handed out stay valid for the backend's life.
+    """
+
+    model: Any
+    _qpos: torch.Tensor
+    _qvel: torch.Tensor
+    _ctrl: torch.Tensor
+    _sensor: torch.Tensor
+
+    @property
+    def dt(self) -> float:
+        """Physics time step, s."""
+        return float(self.model.opt.timestep)
+
+    @property
+    def qpos(self) -> torch.Tensor:
+        """Shape: (num_worlds, nq); rad or m (free joints: position and unit quaternion)."""
+        return self._qpos
+
+    @property
+    def qvel(self) -> torch.Tensor:
+        """Shape: (num_worlds, nv), rad/s or m/s."""
+        return self._qvel
+
+    @property
+    def ctrl(self) -> torch.Tensor:
+        """Shape: (num_worlds, nu); written by the task, applied at the next step."""
+        return self._ctrl
+
+    @property
+    def sensordata(self) -> torch.Tensor:
+        """Shape: (num_worlds, nsensordata); as C MuJoCo after ``mj_step`` or ``mj_forward``."""
+        return self._sensor
 
 
 def substeps(ctrl_dt: float, physics_dt: float) -> int:

@@ -9,10 +9,11 @@ is captured the same way, so neither needs a host sync.  Graphs are CUDA graphs 
 1.19 records and replays the same graphs on CPU, which is how the tests exercise this path.
 
 Contact and constraint buffers (``nconmax`` contacts and ``njmax`` constraint rows per world)
-are sized from the model by :func:`buffer_sizes`.  Overflows and non-finite states are checked
-on the device after every step and read back one step later without stalling the stream;
-:meth:`WarpPhysics.check` reads them at once.  Both raise :class:`PhysicsError` naming the
-setting to raise and how (``KARAKURI_WARP_NCONMAX`` / ``KARAKURI_WARP_NJMAX`` or the constructor).
+are sized from the model by :func:`karakuri.sim.warp_buffers.buffer_sizes`.  Overflows and
+non-finite states are checked on the device after every step and read back one step later
+without stalling the stream; :meth:`WarpPhysics.check` reads them at once.  Both raise
+:class:`PhysicsError` naming the setting to raise and how (``KARAKURI_WARP_NCONMAX`` /
+``KARAKURI_WARP_NJMAX`` or the constructor).
 
 Ordering with torch: warp launches on its own blocking stream, torch on the legacy default
 stream, so each waits for the other's earlier work; code that moves torch to a side stream must
@@ -22,7 +23,6 @@ synchronise it itself.
 from __future__ import annotations
 
 import gc
-import os
 import time
 from collections.abc import Callable
 
@@ -32,7 +32,10 @@ import numpy as np
 import torch
 import warp as wp
 
-from karakuri.sim.physics import PhysicsError
+from karakuri.sim.physics import PhysicsError, StateViews
+from karakuri.sim.warp_buffers import ENV, buffer_sizes
+
+__all__ = ["WarpPhysics", "buffer_sizes"]
 
 #: Overflow bits that mean a buffer was too small (others, e.g. solver iterations, are not).
 _BUFFER_BITS = {
@@ -43,95 +46,8 @@ _BUFFER_BITS = {
     int(mjw.OverflowType.CCD): "nconmax",
 }
 _BUFFER_MASK = sum(_BUFFER_BITS)
-_ENV = {"nconmax": "KARAKURI_WARP_NCONMAX", "njmax": "KARAKURI_WARP_NJMAX"}
-#: Most contacts per colliding geom pair, by geom type (the larger of the two types decides).
-_PAIR_CONTACTS = {
-    mujoco.mjtGeom.mjGEOM_PLANE: 1,
-    mujoco.mjtGeom.mjGEOM_SPHERE: 1,
-    mujoco.mjtGeom.mjGEOM_CAPSULE: 2,
-    mujoco.mjtGeom.mjGEOM_ELLIPSOID: 1,
-    mujoco.mjtGeom.mjGEOM_CYLINDER: 4,
-}
-_PAIR_CONTACTS_OTHER = 8  # boxes (all 8 corners under a plane), meshes, height fields, SDFs
-#: Per-world contact allowance never derived above this without an explicit setting.
-NCONMAX_CAP = 256
 
-
-def buffer_sizes(
-    model: mujoco.MjModel, nconmax: int | None = None, njmax: int | None = None, probes: int = 16
-) -> tuple[int, int]:
-    """Contacts and constraint rows to allocate per world, derived from the model.
-
-    ``nconmax`` bounds the contacts of every geom pair that may collide (contype/conaffinity,
-    excluded and welded bodies filtered; per pair the larger of 1 for planes and spheres, 2 for
-    capsules, 4 for cylinders, 8 for boxes, meshes and height fields), capped at
-    :data:`NCONMAX_CAP`; where C MuJoCo finds more contacts than that at ``probes`` random
-    poses within the joint ranges, twice that many.
-    ``njmax`` is the equality and friction-loss rows, one row per limited joint or tendon, and
-    the rows of ``nconmax`` contacts (``condim`` each for elliptic cones, ``2 (condim - 1)``
-    for pyramidal).  An explicit value, else ``KARAKURI_WARP_NCONMAX`` / ``KARAKURI_WARP_NJMAX``,
-    replaces the derived one.
-
-    Returns:
-        ``(nconmax, njmax)`` per world.
-    """
-    data = mujoco.MjData(model)
-    mujoco.mj_forward(model, data)
-    static_rows = data.ne + data.nf + int(model.jnt_limited.sum()) + int(model.tendon_limited.sum())
-    rng = np.random.default_rng(0)
-    most = data.ncon
-    for _ in range(probes):
-        data.qpos[:] = model.qpos0
-        for j in range(model.njnt):
-            if model.jnt_limited[j] and model.jnt_type[j] in (2, 3):  # slide, hinge
-                lo, hi = model.jnt_range[j]
-                data.qpos[model.jnt_qposadr[j]] = rng.uniform(lo, hi)
-        mujoco.mj_forward(model, data)
-        most = max(most, data.ncon)
-    derived_con = max(4, 2 * most, min(_pair_bound(model), NCONMAX_CAP))
-    nconmax = _setting("nconmax", nconmax, derived_con)
-    collide = (model.geom_contype != 0) | (model.geom_conaffinity != 0)
-    condim = int(model.geom_condim[collide].max()) if collide.any() else 1
-    elliptic = model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
-    per_contact = condim if elliptic or condim == 1 else 2 * (condim - 1)
-    njmax = _setting("njmax", njmax, static_rows + per_contact * nconmax)
-    return nconmax, njmax
-
-
-def _setting(name: str, given: int | None, derived: int) -> int:
-    if given is None and os.environ.get(_ENV[name]):
-        raw = os.environ[_ENV[name]]
-        try:
-            given = int(raw)
-        except ValueError:
-            raise ValueError(f"{_ENV[name]}={raw!r} is not a whole number") from None
-    if given is not None and given < 1:
-        raise ValueError(f"{name} must be >= 1, got {given}")
-    return derived if given is None else given
-
-
-def _pair_bound(model: mujoco.MjModel) -> int:
-    """Sum over geom pairs that can collide of the most contacts each pair can make."""
-    excluded = set(model.exclude_signature.tolist())
-    weld = model.body_weldid
-    total = 0
-    for i in range(model.ngeom):
-        for j in range(i + 1, model.ngeom):
-            b1, b2 = model.geom_bodyid[i], model.geom_bodyid[j]
-            if weld[b1] == weld[b2]:
-                continue
-            if not (model.geom_contype[i] & model.geom_conaffinity[j]) and not (
-                model.geom_contype[j] & model.geom_conaffinity[i]
-            ):
-                continue
-            if ((min(b1, b2) << 16) + max(b1, b2)) in excluded:
-                continue
-            t1, t2 = model.geom_type[i], model.geom_type[j]
-            total += max(_PAIR_CONTACTS.get(t, _PAIR_CONTACTS_OTHER) for t in (t1, t2))
-    return total + model.npair * _PAIR_CONTACTS_OTHER
-
-
-class WarpPhysics:
+class WarpPhysics(StateViews):
     """A batch of MuJoCo Warp worlds (implements :class:`karakuri.sim.physics.Physics`).
 
     Args:
@@ -195,32 +111,7 @@ class WarpPhysics:
         self.compile_s = 0.0
         self._status = _StatusCheck(self.device)
 
-    # -- views ---------------------------------------------------------------------------
-    @property
-    def dt(self) -> float:
-        """Physics time step, s."""
-        return float(self.model.opt.timestep)
-
-    @property
-    def qpos(self) -> torch.Tensor:
-        """Shape: (num_worlds, nq); a view of the device state."""
-        return self._qpos
-
-    @property
-    def qvel(self) -> torch.Tensor:
-        """Shape: (num_worlds, nv), rad/s or m/s; a view of the device state."""
-        return self._qvel
-
-    @property
-    def ctrl(self) -> torch.Tensor:
-        """Shape: (num_worlds, nu); written by the task, applied at the next step."""
-        return self._ctrl
-
-    @property
-    def sensordata(self) -> torch.Tensor:
-        """Shape: (num_worlds, nsensordata); as C MuJoCo after ``mj_step`` or ``mj_forward``."""
-        return self._sensor
-
+    # -- views (dt, qpos, qvel, ctrl, sensordata: StateViews) ----------------------------
     @property
     def actuator_force(self) -> torch.Tensor:
         """Shape: (num_worlds, nu), N·m or N, from the last substep."""
@@ -340,7 +231,7 @@ class WarpPhysics:
         settings = sorted({_BUFFER_BITS[b] for b in _BUFFER_BITS if bits & b})
         now = {"nconmax": self.nconmax, "njmax": self.njmax}
         fixes = "; ".join(
-            f"{s} is {now[s]} per world: set {_ENV[s]}={2 * now[s]} or "
+            f"{s} is {now[s]} per world: set {ENV[s]}={2 * now[s]} or "
             f"WarpPhysics(..., {s}={2 * now[s]})"
             for s in settings
         )
