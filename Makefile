@@ -5,7 +5,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= sim,train,dev,ros2
+EXTRAS ?= sim,train,dev,ros2,gpu
+comma := ,
+# Without the gpu extra the warp and rsl_rl tests skip, saying so; with it, a missing package
+# is a test failure (CI installs it: MuJoCo Warp and warp run on the CPU at tiny sizes).
+ifeq ($(filter gpu,$(subst $(comma), ,$(EXTRAS))),)
+export KARAKURI_NO_GPU_EXTRA := 1
+endif
+# Warp's compiled kernels live in the venv: built once per venv, shared by every test of a
+# run and by later runs, gone with `make clean`.
+WARP_CACHE_PATH ?= $(abspath $(VENV))/warp-cache
+export WARP_CACHE_PATH
 
 .PHONY: setup sysdeps demo test test-all lint bench clean
 
