@@ -177,7 +177,7 @@ def test_a_run_without_plain_actor_says_how_to_write_it(
 
 # ----------------------------------------------------------------------------- rsl_rl runs
 def _fake_rsl_run(run: Path, extra: object = None) -> None:
-    """An rsl_rl run directory as train_rsl writes it, with a 2-layer actor (no rsl_rl needed)."""
+    """An rsl_rl run directory as its trainer writes it, with a 2-layer actor (no rsl_rl needed)."""
     run.mkdir()
     cfg = TrainConfig(task="reach", trainer="rsl_rl", net=(8,), run_dir=str(run))
     (run / "config.json").write_text(json.dumps({"config": asdict(cfg), "code_version": "t"}))
