@@ -223,10 +223,10 @@ def check_unsafe(tmp_path, monkeypatch, episodes: int) -> None:
 
 
 _SIL_SPIKES = ("on this loaded 2-core machine the 10 ms plant observer saw 0.27-0.36 m/s "
-               "spikes within 0.3 m in some runs; the host's share (an early tick after a late "
-               "one sent two periods' travel) is fixed, the plant's is not: the virtual MCU's "
-               "thread stalls, simulation time stops while commands queue, and two targets "
-               "land in consecutive physics steps; load stalls also end runs early")
+               "spikes within 0.3 m in some runs (cause not isolated: an early tick after a "
+               "late one sending two periods' travel is now bounded, but emulating it in "
+               "lock-step barely moved the peak; suspects: MCU-thread stalls, the cup "
+               "bouncing off the hand); load stalls also end runs early")
 
 
 @pytest.mark.xfail(reason=_SIL_SPIKES, strict=False)
