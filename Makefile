@@ -44,7 +44,8 @@ sysdeps:
 demo: $(STAMP) sysdeps
 	$(BIN)/karakuri demo
 
-# The default run: everything but slow and GPU tests; ROS 2 tests run over loopback DDS.
+# The default run: everything but slow and GPU tests; ROS 2 tests run over loopback DDS, the
+# warp backend on warp's CPU device and rsl_rl at tiny sizes (docs/gpu.md section 9).
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -m "not gpu and not slow" -q
 
