@@ -168,3 +168,23 @@ def test_observation_is_terms_then_normalizer() -> None:
     np.testing.assert_allclose(module.normalized_observation(*xs).numpy(), want, atol=2e-6)
     model = onnx.load(exported()[0])
     assert {i.name for i in model.graph.initializer}.isdisjoint({"obs_offset", "obs_scale"})
+
+
+def test_one_normalizer_converts_each_trainers_form() -> None:
+    from karakuri.policies.normalizer import NormalizeObs
+
+    rng = np.random.default_rng(3)
+    mean, std = rng.normal(size=5), rng.uniform(0.1, 2.0, 5)
+    obs = rng.normal(scale=3, size=(7, 5))
+    # rsl_rl: (obs - mean) / (std + eps), unclipped
+    rsl = Normalizer.from_std(mean, std, eps=1e-2)
+    got = NormalizeObs(rsl)(torch.tensor(obs, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, (obs - mean) / (std + 1e-2), rtol=1e-5, atol=1e-5)
+    # the run directory's plain-data form round-trips exactly
+    sb3 = Normalizer(mean, std**2, eps=1e-8, clip=4.0)
+    arrays, scalars = sb3.to_arrays()
+    back = Normalizer.from_arrays(arrays, scalars)
+    assert np.array_equal(back.mean, sb3.mean) and np.array_equal(back.var, sb3.var)
+    assert (back.eps, back.clip) == (1e-8, 4.0)
+    with pytest.raises(ValueError, match="var \\+ eps must be > 0"):
+        Normalizer(np.zeros(2), np.zeros(2), eps=0.0)
