@@ -31,13 +31,19 @@ import torch
 from karakuri.robot.spec import RobotSpec
 from karakuri.sim.physics import Physics
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
+from karakuri.sim.tasks.pick_place_scene import (
+    BOX,
+    BOX_HALF,
+    PAD_GEOMS,
+    S_BOX_POS,
+    S_BOX_QUAT,
+    S_TOOL,
+    S_TOUCH,
+    build_scene,
+    held_box_table,
+)
 
-#: The industrial arm's finger-pad geoms (the only robot geoms that collide).
-PAD_GEOMS: tuple[str, str] = ("finger_left_pad", "finger_right_pad")
-BOX, BIN = "pp_box", "pp_bin"
-S_TOOL, S_BOX_POS, S_BOX_QUAT = "pp_tool_pos", "pp_box_pos", "pp_box_quat"
-S_TOUCH = ("pp_touch_left", "pp_touch_right")
-BOX_HALF = 0.02  # m
+__all__ = ["BOX_HALF", "PAD_GEOMS", "PickPlace", "PickPlaceConfig", "fold_yaw", "tanh_kernel"]
 TOUCH_N = 0.1  # a pad counts as touching above this normal force, N
 REACH_M = 0.03  # the tool is at the box within this distance of its centre, m
 LIFT_M = 0.02  # a grasped box counts as lifted above this height off the table, m
@@ -76,6 +82,13 @@ class PickPlaceConfig:
             each finger with 4 N, enough for a 0.1 kg box.
         init_noise: Half-width of the uniform noise on the initial arm pose, rad.
         pose_noise: Std of the simulated vision noise on ``object_pose`` (m and rad).
+        curriculum_fraction: Training only (:attr:`PickPlace.training`): this fraction of
+            resets starts from :func:`pick_place_scene.held_box_table` (the box already held
+            on the table, on the way or above the bin; or the open gripper around it), so
+            grasping, lifting, carrying and releasing pay from the start.  Evaluation, export
+            and SIL always use the normal reset.
+        lift_full: Height of the grasped box off the table at which ``lift`` pays in full, m
+            (about the box's size: a held box is then clear of the table and the pick area).
         randomize: Domain randomization ranges.
     """
 
@@ -92,6 +105,8 @@ class PickPlaceConfig:
     gripper_scale: float = 0.04
     init_noise: float = 0.05
     pose_noise: float = 0.005
+    curriculum_fraction: float = 0.4
+    lift_full: float = 0.05
     randomize: Randomization = field(default_factory=default_randomization)
 
     def __post_init__(self) -> None:
@@ -101,6 +116,8 @@ class PickPlaceConfig:
             raise ValueError(f"bin_inner {self.bin_inner} m must exceed the box half-size")
         if min(self.arm_scale, self.gripper_scale, self.wall_height) <= 0:
             raise ValueError("arm_scale, gripper_scale and wall_height must be > 0")
+        if not 0.0 <= self.curriculum_fraction <= 1.0:
+            raise ValueError(f"curriculum_fraction {self.curriculum_fraction} must be in [0, 1]")
 
 
 def yaw_of(quat: torch.Tensor) -> torch.Tensor:
@@ -144,6 +161,9 @@ class PickPlace(Task):
     #: over the bin, box in the bin, let go, arm clear (= the success condition).
     stages: ClassVar[tuple[str, ...]] = (
         "reached", "grasped", "lifted", "carried", "placed", "released", "cleared")
+    #: Set by a trainer on its training env only: ``curriculum_fraction`` of the resets then
+    #: start from the curriculum table.  Evaluation, export and SIL leave it off.
+    training: bool = False
 
     def __init__(self, robot: RobotSpec, config: PickPlaceConfig | None = None) -> None:
         self.cfg = config or PickPlaceConfig()
@@ -208,65 +228,8 @@ class PickPlace(Task):
 
     # -- scene ---------------------------------------------------------------------------
     def build_scene(self, spec: mujoco.MjSpec) -> None:
-        """Add the box (free body), the bin, pad touch sensors and pose sensors."""
-        c, w = self.cfg, spec.worldbody
-        mat = w.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, contype=0, conaffinity=0)
-        mat.size = [(h - lo) / 2 + 0.03 for lo, h in zip(c.box_low, c.box_high, strict=True)] + [
-            0.0005
-        ]
-        mat.pos = [(lo + h) / 2 for lo, h in zip(c.box_low, c.box_high, strict=True)] + [0.0]
-        mat.rgba = [0.3, 0.45, 0.35, 1.0]
-        box = w.add_body(name=BOX, pos=[*mat.pos[:2], BOX_HALF])
-        box.add_freejoint(name=f"{BOX}_joint")
-        box.add_geom(
-            type=mujoco.mjtGeom.mjGEOM_BOX,
-            size=[BOX_HALF] * 3,
-            mass=0.1,
-            friction=[1.0, 0.01, 0.001],
-            condim=4,
-            rgba=[0.9, 0.45, 0.1, 1.0],
-        )
-        self._add_bin(w)
-        # The arm's links touch the table, the box and the bin (never each other): the arm
-        # alone does not collide, and a policy must not learn to reach through the table.
-        for g in spec.joint(self.robot.arm_joints[0]).parent.find_all(mujoco.mjtObj.mjOBJ_GEOM):
-            if g.contype == 0 and g.conaffinity == 0:
-                g.conaffinity = 1
-        for pad, sensor in zip(PAD_GEOMS, S_TOUCH, strict=True):
-            g = spec.geom(pad)
-            if g is None:
-                raise ValueError(f"robot {self.robot.name!r} has no finger-pad geom {pad!r}")
-            site = g.parent.add_site(
-                name=f"{sensor}_zone",
-                type=mujoco.mjtGeom.mjGEOM_BOX,
-                pos=list(g.pos),
-                size=[s + 0.002 for s in g.size],
-                group=4,
-            )
-            spec.add_sensor(name=sensor, type=mujoco.mjtSensor.mjSENS_TOUCH,
-                            objtype=mujoco.mjtObj.mjOBJ_SITE, objname=site.name)
-        for name, kind, objtype, obj in (
-            (S_TOOL, mujoco.mjtSensor.mjSENS_FRAMEPOS, mujoco.mjtObj.mjOBJ_SITE,
-             self.robot.tool_site),
-            (S_BOX_POS, mujoco.mjtSensor.mjSENS_FRAMEPOS, mujoco.mjtObj.mjOBJ_BODY, BOX),
-            (S_BOX_QUAT, mujoco.mjtSensor.mjSENS_FRAMEQUAT, mujoco.mjtObj.mjOBJ_BODY, BOX),
-        ):
-            spec.add_sensor(name=name, type=kind, objtype=objtype, objname=obj)
-
-    def _add_bin(self, world: mujoco.MjsBody) -> None:
-        c = self.cfg
-        b = world.add_body(name=BIN, pos=[*c.bin_xy, 0.0])
-        t, h, r = 0.005, c.wall_height / 2, c.bin_inner + 0.005
-        for pos, size in (
-            ((r, 0, h), (t, r + t, h)),
-            ((-r, 0, h), (t, r + t, h)),
-            ((0, r, h), (r + t, t, h)),
-            ((0, -r, h), (r + t, t, h)),
-        ):
-            b.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=list(pos), size=list(size),
-                       rgba=[0.2, 0.35, 0.7, 1.0])
-        b.add_geom(type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, 0.0005],
-                   size=[r, r, 0.0005], contype=0, conaffinity=0, rgba=[0.15, 0.25, 0.5, 1])
+        """Add the box, the bin and the sensors (:func:`pick_place_scene.build_scene`)."""
+        build_scene(self.cfg, self.robot, spec)
 
     def bind(self, ctx: TaskContext) -> None:
         """Resolve sensors and joints; allocate per-world buffers."""
@@ -299,12 +262,20 @@ class PickPlace(Task):
         self._bin = torch.tensor(self.cfg.bin_xy, device=dev)
         self._above_bin = torch.tensor([*self.cfg.bin_xy, self.cfg.wall_height + 0.07], device=dev)
         self.max_lift = torch.zeros(ctx.num_worlds, device=dev)
+        self._held = None
+        if self.cfg.curriculum_fraction > 0:  # solved once on the host, indexed on the device
+            table = held_box_table(m, self.robot, self.cfg)
+            self._held = torch.as_tensor(table, dtype=torch.float32, device=dev)
 
     # -- episodes ------------------------------------------------------------------------
     def reset_worlds(
         self, mask: torch.Tensor, physics: Physics
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A new box pose and a noisy home pose (gripper open) for the masked worlds."""
+        """A new box pose and a noisy home pose (gripper open) for the masked worlds.
+
+        When :attr:`training`, a ``curriculum_fraction`` of them start from a row of the
+        curriculum table instead (one draw per world; the other rows are unchanged).
+        """
         n, dev, g = physics.num_worlds, self._dev, self._gen
         qpos = self._qpos0.expand(n, -1).clone()
         noise = torch.rand(n, self.robot.n_joints, device=dev, generator=g) * 2 - 1
@@ -320,6 +291,10 @@ class PickPlace(Task):
         qpos[:, a + 3] = torch.cos(half_yaw)
         qpos[:, a + 4 : a + 6] = 0.0
         qpos[:, a + 6] = torch.sin(half_yaw)
+        if self.training and self._held is not None:
+            held = torch.rand(n, device=dev, generator=g) < self.cfg.curriculum_fraction
+            row = torch.randint(0, self._held.shape[0], (n,), device=dev, generator=g)
+            qpos = torch.where(held[:, None], self._held[row], qpos)
         self.max_lift = torch.where(mask, torch.zeros_like(self.max_lift), self.max_lift)
         return qpos, torch.zeros(n, physics.qvel.shape[1], device=dev)
 
@@ -361,17 +336,16 @@ class PickPlace(Task):
         self, physics: Physics, action: torch.Tensor, last_action: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Stage terms in [0, 1] (see module docstring) and two penalties."""
-        s = self._state(physics)
+        s, c = self._state(physics), self.cfg
         in_bin, grasped = s["in_bin"], s["grasped"]
         one = torch.ones_like(s["lift"])
         d_tool = torch.linalg.norm(s["tool"] - s["box"], dim=-1)
         d_bin = torch.linalg.norm(self._above_bin - s["box"], dim=-1)
         lifted = grasped & (s["lift"] > LIFT_M)
-        self.max_lift = torch.maximum(self.max_lift, s["lift"] * grasped)
         return {
-            "reach": torch.where(in_bin, one, 1 - torch.tanh(d_tool / 0.2)),
+            "reach": torch.where(in_bin, one, tanh_kernel(d_tool, 0.2, 0.03)),
             "grasp": (grasped & ~in_bin).float(),
-            "lift": torch.where(in_bin, one, grasped * (s["lift"] / 0.1).clamp(0, 1)),
+            "lift": torch.where(in_bin, one, grasped * (s["lift"] / c.lift_full).clamp(0, 1)),
             # Coarse and fine: the pick area is 0.3-0.6 m from the bin, where a 0.15 m kernel
             # alone paid under 1 % of its maximum and a policy that lifted never carried.
             "carry": torch.where(in_bin, one, lifted * tanh_kernel(d_bin, 0.6, 0.1)),
@@ -381,6 +355,11 @@ class PickPlace(Task):
             "action_rate": torch.sum((action - last_action) ** 2, dim=-1),
             "joint_vel": torch.sum(physics.qvel[:, self._arm_dadr] ** 2, dim=-1),
         }
+
+    def after_step(self, physics: Physics) -> None:
+        """Track the highest grasped lift of each world's episode (the ``max_lift`` metric)."""
+        s = self._state(physics)
+        self.max_lift = torch.maximum(self.max_lift, s["lift"] * s["grasped"])
 
     def stage_flags(self, physics: Physics) -> torch.Tensor:
         """The :attr:`stages` each world satisfies now. Shape: (N, 7) bool."""

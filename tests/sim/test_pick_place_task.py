@@ -18,10 +18,12 @@ from karakuri.sim.tasks.pick_place import (
     fold_yaw,
     tanh_kernel,
 )
+from karakuri.sim.tasks.pick_place_scene import TIMESTEP, closed_opening
 
 
-def make(n: int = 1, randomize: bool = False, **cfg) -> BatchedEnv:
+def make(n: int = 1, randomize: bool = False, training: bool = False, **cfg) -> BatchedEnv:
     task = PickPlace(load_robot("industrial_arm"), PickPlaceConfig(**cfg))
+    task.training = training
     return BatchedEnv(task, n, seed=0, randomize=randomize)
 
 
@@ -202,3 +204,48 @@ def test_funnel_counts_a_stage_only_after_the_ones_before_it() -> None:
     assert ep["success"].tolist() == [1.0, 1.0]
     assert all(ep[f"funnel/{s}"].tolist() == [0.0, 0.0] for s in env.task.stages)
     env.close()
+
+
+def test_scene_steps_at_4_ms_and_the_closed_opening_touches_the_box() -> None:
+    env = make()
+    assert env.model.opt.timestep == TIMESTEP and env.n_substeps == 5
+    assert closed_opening(env.model) == pytest.approx(0.018)  # pads 2 mm off the finger axis
+    env.close()
+
+
+def test_curriculum_starts_hold_the_box_and_a_squeeze_keeps_it() -> None:
+    """Every row of the table, squeezed (gripper action -1) with the arm still for 0.6 s: the
+    held rows keep the box at their height, the open rows close on it; none drops it."""
+    env = make(n=96, training=True, curriculum_fraction=1.0)
+    t, p = env.task, env.physics
+    rows = t._held
+    assert rows.shape[0] == 96  # every IK target reached
+    env.reset()
+    p.reset_worlds(torch.ones(96, dtype=torch.bool), rows, torch.zeros_like(p.qvel))
+    p.ctrl[:, env.ctrl_idx] = p.qpos[:, env.qpos_idx]
+    lift0 = rows[:, t._box_qadr + 2] - BOX_HALF
+    squeeze = torch.zeros(96, env.action_size)
+    squeeze[:, -1] = -1.0
+    for _ in range(30):
+        env.step(squeeze)
+    s = t._state(p)
+    assert s["grasped"].all()
+    assert (s["lift"] - lift0).abs().max() < 0.01
+    kinds = torch.arange(96) % 4
+    assert (lift0[kinds == 0].abs() < 1e-6).all() and (lift0[kinds == 2] > 0.1).all()
+    env.close()
+
+
+def test_curriculum_is_training_only() -> None:
+    """Without ``training`` (evaluation, export, SIL) every reset is the normal one: box on the
+    table in the pick area, gripper open; with it about ``curriculum_fraction`` start held."""
+    for training in (False, True):
+        env = make(n=200, training=training, curriculum_fraction=0.4)
+        env.reset()
+        t, q = env.task, env.physics.qpos
+        normal = ((q[:, t._grip_adr] == 0.04) & (q[:, t._box_qadr + 2] == BOX_HALF)).float()
+        if training:  # 0.6 normal plus the open-gripper tenth of the curriculum
+            assert 0.6 < float(normal.mean()) < 0.8
+        else:
+            assert float(normal.mean()) == 1.0
+        env.close()
