@@ -94,7 +94,6 @@ def test_parameters_change_with_learning_and_resume_continues(run: Path, tmp_pat
     assert not torch.equal(norm.mean, torch.zeros_like(norm.mean))  # normalizer restored
 
 
-@pytest.mark.slow
 def test_export_then_eval_of_the_file_matches_the_run(run: Path, tmp_path, capsys) -> None:
     out = tmp_path / "policy.onnx"
     assert cli(["export", str(run), "-o", str(out)]) == 0
