@@ -20,7 +20,13 @@ def _cpu(model: mujoco.MjModel, num_worlds: int, device: str) -> Physics:
 
 
 def _warp(model: mujoco.MjModel, num_worlds: int, device: str) -> Physics:
-    from karakuri.sim.warp_backend import WarpPhysics
+    try:
+        from karakuri.sim.warp_backend import WarpPhysics
+    except ImportError as e:
+        raise ValueError(
+            f"the warp backend needs the gpu extra ({e.name or e} is not importable): "
+            "pip install -c constraints.txt -e '.[gpu]', or use --backend cpu"
+        ) from e
 
     return WarpPhysics(model, num_worlds, device=device)
 

@@ -10,6 +10,7 @@ box-on-plane overflows reuses them.  Those compile a second scene, so they are `
 from __future__ import annotations
 
 import os
+import sys
 
 import mujoco
 import pytest
@@ -19,6 +20,7 @@ if os.environ.get("KARAKURI_NO_GPU_EXTRA") == "1":  # set by make when EXTRAS le
     pytest.skip("KARAKURI_NO_GPU_EXTRA=1: the gpu extra is deliberately not installed",
                 allow_module_level=True)
 
+from karakuri.sim.backends import make_physics
 from karakuri.sim.cpu_backend import CpuPhysics
 from karakuri.sim.env import BatchedEnv, build_model
 from karakuri.sim.physics import PhysicsError
@@ -139,6 +141,13 @@ def test_unbatchable_or_unknown_fields_are_named(model) -> None:
         warp.set_model_params(mask, {"not_a_field": torch.zeros(N, 1)})
     with pytest.raises(ValueError, match=r"dof_damping: expected .* \(3, 8\)"):
         warp.set_model_params(mask, {"dof_damping": torch.zeros(N, 2)})
+
+
+def test_warp_backend_without_the_gpu_extra_is_a_one_line_error(model, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "mujoco_warp", None)  # import mujoco_warp now fails
+    monkeypatch.delitem(sys.modules, "karakuri.sim.warp_backend")
+    with pytest.raises(ValueError, match=r"needs the gpu extra \(mujoco_warp is not import"):
+        make_physics("warp", model, 1, "cpu")
 
 
 BOX_ON_PLANE = """
