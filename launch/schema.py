@@ -33,6 +33,7 @@ from karakuri.robot.loop_commands import BoxTargets, CommandSource, FixedTargets
 from karakuri.robot.loop_config import LoopConfig, check_thresholds
 from karakuri.robot.realtime import RealtimeConfig
 from karakuri.robot.safety import SafetyOverrides, WorkspaceBox
+from karakuri.sim.tasks.reach_defaults import SUCCESS_RADIUS_M
 
 TargetBox = config_section(
     BoxTargets, "TargetBox", exclude=("hold_s", "reset_s"), defaults={"seed": 0},
@@ -140,7 +141,8 @@ class LaunchConfig:
         telemetry: MCAP file for per-tick telemetry; none when absent.
         realtime: Real-time measures to try.
         loop: Timing and fault thresholds.
-        success_radius_m: SIL only: tool-to-target distance counted as success, m.
+        success_radius_m: SIL only: tool-to-target distance counted as success, m (default:
+            reach's own radius, ``sim/tasks/reach_defaults.py``).
         task: SIL only: the sim task whose scene the virtual MCU simulates (the robot plus the
             task's objects) and whose success judges each episode; needed by
             ``command.plant_signal``.  Empty: the bare robot, judged by ``success_radius_m``.
@@ -168,7 +170,7 @@ class LaunchConfig:
     telemetry: Path | None = None
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     loop: LoopSection = field(default_factory=LoopSection)
-    success_radius_m: float = 0.02
+    success_radius_m: float = SUCCESS_RADIUS_M
     task: str = ""
     trust: TrustSection = field(default_factory=TrustSection)
     allow_unsigned: bool | None = None

@@ -26,6 +26,7 @@ from karakuri.sim.rewards import tolerance
 from karakuri.sim.task import ActionMap, ObsTerm, Randomization, Task, TaskContext
 from karakuri.sim.task_helpers import HomePose
 from karakuri.sim.tasks import reach_targets as rt
+from karakuri.sim.tasks.reach_defaults import SUCCESS_RADIUS_M
 from karakuri.sim.terms import robot_obs_terms
 
 TOOL_SENSOR = "reach_tool_pos"
@@ -60,7 +61,7 @@ class ReachConfig:
     min_height: float = 0.05
     action_scale: float | tuple[float, ...] = 0.05
     init_noise: float = 0.05
-    success_radius: float = 0.02
+    success_radius: float = SUCCESS_RADIUS_M
     randomize: Randomization = field(default_factory=Randomization)
 
     def __post_init__(self) -> None:
