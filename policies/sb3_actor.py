@@ -178,19 +178,6 @@ def load_actor(run_dir: str | Path) -> tuple[Normalizer, nn.Module]:
         raise RunDirError(f"{npz}: malformed saved actor: {e!r}") from e
 
 
-def load_sb3_actor(run_dir: str | Path, obs_size: int) -> tuple[Normalizer, nn.Module]:
-    """:func:`load_actor`, checked to read ``obs_size`` observations (the task's policy obs).
-
-    Raises:
-        RunDirError: the files are missing or malformed, or the actor reads another size.
-    """
-    norm, actor = load_actor(run_dir)
-    if norm.mean.shape != (obs_size,):
-        raise RunDirError(f"{run_dir}: the actor reads {norm.mean.shape[0]} observations, the "
-                          f"task's policy observation has {obs_size}")
-    return norm, actor
-
-
 def _build_actor(desc: dict, arrays: dict[str, np.ndarray]) -> tuple[Normalizer, nn.Module]:
     if desc.get("format") != ACTOR_FORMAT:
         raise ValueError(f"format {desc.get('format')!r}, this code reads {ACTOR_FORMAT}")
