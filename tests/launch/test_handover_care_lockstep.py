@@ -27,6 +27,25 @@ from test_handover_care_sil import (  # noqa: E402
 from karakuri.launch.schema import load_launch  # noqa: E402
 
 
+def handover_scene(seed: int) -> tuple:
+    """The handover scene at the home pose, laid out for ``seed``.
+
+    Returns:
+        (model, data, qpos addresses, dof addresses, actuator ids), the last three in the
+        robot's command order (``robot.mjcf_index``).
+    """
+    from karakuri.robot.mjcf_index import JointIndex
+    from karakuri.sim.scene_plant import ScenePlant
+
+    scene = ScenePlant("handover", SPEC, seed=seed)
+    m = scene.model
+    d = mujoco.MjData(m)
+    ix = JointIndex.build(m, SPEC.joint_names)
+    d.qpos[ix.qpos] = d.ctrl[ix.act] = SPEC.default_pose
+    scene.layout(m, d)
+    return m, d, ix.qpos, ix.dof, ix.act
+
+
 def lockstep(seed: int, care: bool, ticks: int = 250) -> tuple[float, float]:
     """The unsafe file's target through the real filter (and care stage) into the handover
     scene, stepped in lock-step (10 physics steps a tick, no link, no wall clock).
@@ -38,16 +57,8 @@ def lockstep(seed: int, care: bool, ticks: int = 250) -> tuple[float, float]:
     from karakuri.launch.care import PlantPerson
     from karakuri.robot.care_safety import CareConfig, CareSafety
     from karakuri.robot.safety import SafetyFilter, SafetyLimits
-    from karakuri.sim.scene_plant import ScenePlant
 
-    scene = ScenePlant("handover", SPEC, seed=seed)
-    m = scene.model
-    d = mujoco.MjData(m)
-    qadr = [int(m.joint(j).qposadr[0]) for j in SPEC.joint_names]
-    dadr = [int(m.joint(j).dofadr[0]) for j in SPEC.joint_names]
-    act = [int(m.actuator(j if j != "finger_left" else "gripper").id) for j in SPEC.joint_names]
-    d.qpos[qadr] = d.ctrl[act] = SPEC.default_pose
-    scene.layout(m, d)
+    m, d, qadr, dadr, act = handover_scene(seed)
     tool, palm = m.site(SPEC.tool_site).id, m.site("ho_palm").id
     vel = int(m.sensor("ho_tool_vel").adr[0])
     force = [int(m.sensor(f"ho_force_{r}").adr[0]) for r in ("hand", "lower_arm")]
@@ -98,16 +109,8 @@ def test_push_lockstep_stops_within_two_periods() -> None:
     from karakuri.robot.care_safety import CareConfig, CareSafety
     from karakuri.robot.force_limit import ForceLimitConfig
     from karakuri.robot.safety import SafetyFilter, SafetyLimits
-    from karakuri.sim.scene_plant import ScenePlant
 
-    scene = ScenePlant("handover", SPEC, seed=0)
-    m = scene.model
-    d = mujoco.MjData(m)
-    qadr = [int(m.joint(j).qposadr[0]) for j in SPEC.joint_names]
-    dadr = [int(m.joint(j).dofadr[0]) for j in SPEC.joint_names]
-    act = [int(m.actuator(j if j != "finger_left" else "gripper").id) for j in SPEC.joint_names]
-    d.qpos[qadr] = d.ctrl[act] = SPEC.default_pose
-    scene.layout(m, d)
+    m, d, qadr, dadr, act = handover_scene(0)
     hand, tool = m.body("ho_hand").id, m.site(SPEC.tool_site).id
     limits = SafetyLimits.from_spec(SPEC)
     safety = SafetyFilter(limits, 0.02, 0.5)
