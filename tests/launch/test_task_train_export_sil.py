@@ -21,7 +21,7 @@ from karakuri.policies.train import train
 
 pytestmark = pytest.mark.slow
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-STEPS = {"handover": 150_000, "pick_place": 120_000}
+STEPS = {"handover": 150_000, "pick_place": 250_000}
 
 
 @pytest.fixture(scope="module", params=sorted(STEPS))
