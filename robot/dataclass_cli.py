@@ -43,21 +43,36 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+#: Field metadata keys that shape a command-line argument (see :func:`add_dataclass_args`).
+CLI_KEYS = ("positional", "flags", "metavar")
+
+
 def add_dataclass_args(
     parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
 ) -> None:
-    """Add one flag per field of ``cls`` (a dataclass) to ``parser``."""
+    """Add one argument per field of ``cls`` (a dataclass) to ``parser``, in field order.
+
+    A field is a ``--field-name`` flag with its type and default, unless its ``metadata``
+    says otherwise:
+
+    - ``positional=True``: a positional argument (``karakuri eval SOURCE``), not a flag;
+    - ``flags=("-o", "--output")``: the option strings, when the flag has a short form;
+    - ``metavar="OUT.mp4"``: the placeholder shown in ``--help``.
+    """
     hints = typing.get_type_hints(cls)
     docs = _field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, _ = _unwrap_optional(hints[f.name])
+        help_ = docs.get(f.name, "")
+        if any(k in f.metadata for k in CLI_KEYS):
+            _add_shaped_arg(parser, f, tp, help_)
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
-        help_ = docs.get(f.name, "")
         if tp is bool:
             parser.add_argument(
                 flag,
@@ -80,6 +95,23 @@ def add_dataclass_args(
             parser.add_argument(
                 flag, dest=f.name, type=conv, default=default, help=f"{help_} (default: {default})"
             )
+
+
+def _add_shaped_arg(
+    parser: argparse.ArgumentParser, f: dataclasses.Field, tp: Any, help_: str
+) -> None:
+    """One field whose ``metadata`` names its ``positional``/``flags``/``metavar`` shape."""
+    kwargs: dict[str, Any] = {"type": tp if tp in (int, float, str) else str, "help": help_}
+    if "metavar" in f.metadata:
+        kwargs["metavar"] = f.metadata["metavar"]
+    if f.metadata.get("positional"):
+        parser.add_argument(f.name, **kwargs)
+        return
+    default = None if f.default is dataclasses.MISSING else f.default
+    if default not in (None, ""):
+        kwargs["help"] += f" (default: {default})"
+    flags = f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
+    parser.add_argument(*flags, dest=f.name, default=default, **kwargs)
 
 
 def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
