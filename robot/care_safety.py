@@ -14,7 +14,9 @@ limits (see :meth:`SafetyFilter.add_stage`), every tick, whatever the policy com
    from the last target is shortened so the tool's speed stays within
    :func:`~karakuri.robot.ssm.allowed_speed` of the separation; below the minimum separation
    the robot holds.  The step is bounded by the time since the last tick (at most one
-   period), so the tool's speed holds for late and early ticks too.
+   period), so the tool's speed holds for late and early ticks too, and by the measured
+   pose: the commanded tool point leads the measured one by at most ``max_lead_s`` x the
+   allowed speed (a servo catches up with a stored lead faster than allowed).
 
 The tool position is the numpy forward kinematics of the robot's chain
 (:mod:`karakuri.robot.kinematics`), so the stage runs on the edge install (no MuJoCo).
@@ -35,7 +37,7 @@ import numpy as np
 from karakuri.robot.dynamics import ChainDynamics
 from karakuri.robot.force_limit import ForceLimitConfig, ForceLimiter, tool_wrench
 from karakuri.robot.kinematics import KinematicChain
-from karakuri.robot.ssm import SeparationParams, allowed_speed, scale_step
+from karakuri.robot.ssm import SeparationParams, allowed_speed, bound_lead, scale_step
 
 KINDS: tuple[str, ...] = ("ssm_scale", "ssm_hold", "person_stale", "force_stop")
 
@@ -123,6 +125,7 @@ class CareSafety:
         self.force_n = 0.0
         self.separation_m = float("nan")
         self.allowed_mps = float("inf")
+        self.lead_m = float("nan")
         self._hold: np.ndarray | None = None
         self._last_stamp: float | None = None
         self._last_t: float | None = None
@@ -172,6 +175,7 @@ class CareSafety:
             self.record("/safety", {k: (v if np.isfinite(v) else None) for k, v in (
                 ("care_separation_m", self.separation_m),
                 ("care_allowed_speed_mps", self.allowed_mps),
+                ("care_lead_m", self.lead_m),
                 ("care_force_n", self.force_n),
                 ("care_force_stop", float(self.stopped)))})
         return q
@@ -197,6 +201,12 @@ class CareSafety:
                                                               self.dt)
         self._last_tick = now
         out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * elapsed, p_prev=p_prev)
+        p_meas = self.chain(q_meas)
+        if sep.max_lead_s > 0.0 and s > 0.0:  # and no further ahead of the measured tool
+            out, lead_s = bound_lead(out, q_prev, self.chain, p_meas,
+                                     self.allowed_mps * sep.max_lead_s)
+            s *= lead_s
+        self.lead_m = float(np.linalg.norm(self.chain(out) - p_meas))
         if s < 1.0:
             moving = bool(np.any(np.abs(q - q_prev) > 1e-12))
             if moving:

@@ -63,6 +63,12 @@ class SeparationParams:
         speed_margin: The commanded tool speed uses at most this fraction of the allowed
             speed, in (0, 1]: the servo's lag and a late tick let the measured speed overshoot
             the commanded one (sim-in-the-loop under load: up to ~20 %).
+        max_lead_s: The commanded tool point may lead the measured one by at most the allowed
+            speed times this, s (0 turns the bound off): a position servo moves at about
+            lead / tau, so a target that ran ahead while the tool was held back (by a contact,
+            a late tick, the servo's lag) would later be caught up with at more than the
+            allowed speed.  A lead already larger (the servo's lag from faster motion, a
+            gravity sag) may shrink but not grow.  The care arm's servo: tau ~ 0.15 s.
     """
 
     human_speed: float = ISO13855_HUMAN_SPEED
@@ -76,10 +82,12 @@ class SeparationParams:
     max_speed: float = 1.5
     max_age_s: float = 0.1
     speed_margin: float = 0.8
+    max_lead_s: float = 0.1
 
     def __post_init__(self) -> None:
         for key in ("human_speed", "perception_latency_s", "stopping_time_s", "intrusion_m",
-                    "person_uncertainty_m", "robot_uncertainty_m", "reduced_zone_m"):
+                    "person_uncertainty_m", "robot_uncertainty_m", "reduced_zone_m",
+                    "max_lead_s"):
             v = getattr(self, key)
             if not np.isfinite(v) or v < 0:
                 raise SeparationConfigError(f"separation.{key}: {v} must be a number >= 0")
@@ -157,3 +165,35 @@ def scale_step(q: np.ndarray, q_prev: np.ndarray, fk: Callable[[np.ndarray], np.
             return (q if s == 1.0 else q_prev + s * step), s
         s *= 0.98 * max_travel / travel
     return q_prev.copy(), 0.0
+
+
+def bound_lead(q: np.ndarray, q_prev: np.ndarray, fk: Callable[[np.ndarray], np.ndarray],
+               p_meas: np.ndarray, max_lead: float, iters: int = 12) -> tuple[np.ndarray, float]:
+    """Shorten the step ``q_prev -> q`` so the tool point does not run ahead of ``p_meas``.
+
+    The lead ``||fk(x) - p_meas||`` of the result is at most ``max(max_lead, lead(q_prev))``
+    m.  Same direction as the step, only shorter (``q_prev + s (q - q_prev)``, ``s`` in [0, 1],
+    found by bisection: ``s = 0`` always satisfies the bound), so the path is kept.
+
+    Args:
+        q: Wanted target, rad. Shape: (n,).
+        q_prev: Last sent target, rad. Shape: (n,).
+        fk: Tool position of a joint vector, m. Shape: (n,) -> (3,).
+        p_meas: The measured tool position, m. Shape: (3,).
+        max_lead: Largest lead the step may grow to, m.
+        iters: Bisection steps (the step's length is resolved to 2^-iters).
+
+    Returns:
+        The target and ``s`` (1.0: unchanged).
+    """
+    limit = max(max_lead, float(np.linalg.norm(fk(q_prev) - p_meas)))
+    if float(np.linalg.norm(fk(q) - p_meas)) <= limit:
+        return q, 1.0
+    step, lo, hi = q - q_prev, 0.0, 1.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if float(np.linalg.norm(fk(q_prev + mid * step) - p_meas)) <= limit:
+            lo = mid
+        else:
+            hi = mid
+    return (q_prev + lo * step if lo > 0.0 else q_prev.copy()), lo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from karakuri.robot.ssm import (
     SeparationConfigError,
     SeparationParams,
     allowed_speed,
+    bound_lead,
     protective_separation,
     scale_step,
 )
@@ -72,6 +74,22 @@ def test_scale_step_keeps_the_direction_and_bounds_the_travel(a, b, travel) -> N
     assert 0.0 <= s <= 1.0
     np.testing.assert_allclose(out, q_prev + s * (q - q_prev), atol=1e-12)
     assert np.linalg.norm(CHAIN(out) - CHAIN(q_prev)) <= travel + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(joint_vec, joint_vec, joint_vec, st.floats(0.0, 0.1))
+def test_bound_lead_keeps_the_direction_and_never_grows_the_lead_past_the_bound(
+        a, b, m, max_lead) -> None:
+    q_prev = np.clip(SPEC.default_pose + 0.5 * a, SPEC.lower, SPEC.upper)
+    q = np.clip(q_prev + 0.2 * b, SPEC.lower, SPEC.upper)
+    p_meas = CHAIN(np.clip(q_prev + 0.1 * m, SPEC.lower, SPEC.upper))
+    out, s = bound_lead(q, q_prev, CHAIN, p_meas, max_lead)
+    assert 0.0 <= s <= 1.0
+    np.testing.assert_allclose(out, q_prev + s * (q - q_prev), atol=1e-12)
+    before = np.linalg.norm(CHAIN(q_prev) - p_meas)
+    assert np.linalg.norm(CHAIN(out) - p_meas) <= max(max_lead, before) + 1e-12
+    if np.linalg.norm(CHAIN(q) - p_meas) <= max(max_lead, before):
+        assert s == 1.0  # nothing to bound: the step is left alone
 
 
 @dataclass
@@ -215,3 +233,32 @@ def test_body_regions_are_the_handover_tasks_limits() -> None:
 
     assert {r: BODY_REGIONS[r][0] for r in REGIONS} == dict(zip(REGIONS, FORCE_LIMITS_N,
                                                                 strict=True))
+
+
+@pytest.mark.parametrize("max_lead_s", [0.1, 0.0])
+def test_a_tool_held_back_does_not_let_the_target_run_ahead(max_lead_s: float) -> None:
+    """The measured pose stays at home (the cup held back by the hand) while the policy keeps
+    commanding a pose 0.3 rad away: the commanded tool point stays within the allowed speed
+    times ``max_lead_s`` of the measured one (a servo would catch up with a larger lead
+    faster than allowed); with the bound off it runs ahead, so the test can fail."""
+    params = dataclasses.replace(PARAMS, max_lead_s=max_lead_s)
+    state = FakeState(SPEC.default_pose.copy(), np.zeros(7), np.zeros(7), 0.0)
+    clock = Clock()
+    limits = SafetyLimits.from_spec(SPEC)
+    f = SafetyFilter(limits, DT, soft_start_s=0.0)
+    person = CHAIN(SPEC.default_pose) + np.array([0.25, 0.0, 0.0])
+    source = type("P", (), {"read": lambda self: (person, clock.t)})()
+    care = CareSafety(CHAIN, DT, CareConfig(params, None), limits.lower, limits.upper,
+                      person=source, state=lambda: state, clock=clock)
+    f.add_stage(care)
+    f.reset(SPEC.default_pose)
+    leads = []
+    for _ in range(100):
+        out = f.filter(SPEC.default_pose + 0.3)
+        clock.t += DT
+        leads.append(np.linalg.norm(CHAIN(out) - CHAIN(state.position)))
+        if max_lead_s:
+            assert leads[-1] <= care.allowed_mps * max_lead_s + 1e-9
+            assert care.lead_m == pytest.approx(leads[-1])
+    if not max_lead_s:
+        assert max(leads) > 3 * care.allowed_mps * 0.1
