@@ -84,11 +84,16 @@ class LinkKind:
     in_process_plant: str = ""
 
 
-def _serial_to(port: str, spec: RobotSpec, rate_hz: float, handshake_timeout_s: float) -> Link:
-    """A :class:`SerialLink` to a simulated MCU's pty, connecting without arming."""
+def _serial_to(port: str, spec: RobotSpec, rate_hz: float, handshake_timeout_s: float,
+               state_rate_hz: float | None = None) -> Link:
+    """A :class:`SerialLink` to a simulated MCU's pty, connecting without arming.
+
+    ``state_rate_hz``: the STATE rate its HELLO asks for, Hz (None: the loop rate).
+    """
     from karakuri.firmware_bridge.serial_link import SerialLink  # needs pyserial
 
     return SerialLink(spec, SerialLinkConfig(port=port, command_rate_hz=rate_hz,
+                                             state_rate_hz=state_rate_hz,
                                              arm_on_connect=False,
                                              handshake_timeout_s=handshake_timeout_s))
 
@@ -119,7 +124,9 @@ def virtual_mcu(cfg: SilLinkConfig, spec: RobotSpec, rate_hz: float,
 def _open_sil(cfg: SilLinkConfig, spec: RobotSpec, rate_hz: float,
               stack: contextlib.ExitStack, model: Any) -> Opened:
     mcu = stack.enter_context(virtual_mcu(cfg, spec, rate_hz, model))
-    return _serial_to(mcu.port, spec, rate_hz, cfg.handshake_timeout_s), mcu
+    # the host's HELLO asks for the link's STATE rate (else it would reset the MCU's to the
+    # loop rate, and link.state_rate_hz would do nothing)
+    return _serial_to(mcu.port, spec, rate_hz, cfg.handshake_timeout_s, cfg.state_rate_hz), mcu
 
 
 def _open_qemu(cfg: QemuLinkConfig, spec: RobotSpec, rate_hz: float,

@@ -229,3 +229,25 @@ def test_sil_realtime_flag_is_the_deprecated_name_of_paced(capsys):
     assert p.parse_args(["--no-paced"]).paced is False
     assert p.parse_args(["--no-realtime"]).paced is False
     assert "--no-realtime is deprecated; use --no-paced" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("state_rate_hz", "period_us"), [(None, 20_000), (100.0, 10_000)])
+def test_sil_state_rate_is_what_the_host_asks_for(tmp_path, state_rate_hz, period_us):
+    """The host's HELLO asks for ``link.state_rate_hz`` (else the loop rate), so the key
+    reaches the running virtual MCU rather than being reset by the handshake."""
+    import contextlib
+
+    pytest.importorskip("mujoco")
+    from karakuri.launch.schema_links import LINKS
+    from karakuri.robot.registry import load_robot
+
+    link = {"kind": "sil"} if state_rate_hz is None else {"kind": "sil",
+                                                          "state_rate_hz": state_rate_hz}
+    cfg = load_launch(write(tmp_path, with_(link=link)))
+    spec = load_robot(BASE["robot"])
+    with contextlib.ExitStack() as stack:
+        host, mcu = LINKS["sil"].open(cfg.link, spec, 50.0, stack, None)
+        host.connect()
+        stack.callback(host.close)
+        assert host.caps.state_period_us == period_us
+        assert mcu.core.state_period_s == pytest.approx(period_us * 1e-6)
