@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
 
+from karakuri.sim.teachers import TEACHERS
+
 #: Seed of the fixed-seed evaluation (training's final eval, ``karakuri eval``, the video).
 EVAL_SEED = 12345
 #: Episodes of the fixed-seed evaluation.
@@ -59,8 +61,10 @@ class TrainConfig:
         progress: Show a progress bar.
         backend: Physics backend: ``cpu`` (C MuJoCo on all cores) or ``warp`` (MuJoCo Warp).
         device: Torch device of the env and the learner (``cpu`` or ``cuda``).
-        trainer: A registered trainer (``sb3``: Stable-Baselines3, CPU; ``rsl_rl``); ``auto``
-            picks rsl_rl for the warp backend and sb3 otherwise.
+        trainer: A registered trainer (``sb3``: Stable-Baselines3, CPU; ``rsl_rl``;
+            ``dagger``: distils the task's scripted teacher); ``auto`` picks rsl_rl for the
+            warp backend, else dagger for a task with a teacher
+            (:data:`karakuri.sim.teachers.TEACHERS`), else sb3.
     """
 
     task: str = "reach"
@@ -97,7 +101,9 @@ class TrainConfig:
         """The trainer that will run: ``auto`` resolved by backend (checked by the registry)."""
         if self.trainer != "auto":
             return self.trainer
-        return "rsl_rl" if self.backend == "warp" else "sb3"
+        if self.backend == "warp":
+            return "rsl_rl"
+        return "dagger" if self.task in TEACHERS else "sb3"
 
 
 def default_run_dir(cfg: TrainConfig, name: str | None = None) -> Path:

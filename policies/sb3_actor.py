@@ -21,7 +21,7 @@ from torch import nn
 from karakuri.policies.normalizer import NormalizeObs, Normalizer
 from karakuri.policies.run_dir import RunDirError, load_config
 
-__all__ = ["NormalizeObs", "Normalizer", "load_actor", "save_actor"]
+__all__ = ["NormalizeObs", "Normalizer", "load_actor", "save_actor", "write_actor"]
 
 
 class _PPOActor(nn.Module):
@@ -104,17 +104,37 @@ def save_actor(model: Any, obs_rms: Any, epsilon: float, clip_obs: float, obs_si
     Returns:
         The ``.npz`` path.
     """
-    path = Path(path)
     ops = _ops_of(actor_module(model, obs_size))
     norm = Normalizer(mean=np.asarray(obs_rms.mean, np.float64)[:obs_size],
                       var=np.asarray(obs_rms.var, np.float64)[:obs_size], eps=epsilon,
                       clip=clip_obs)
+    return write_actor(ops, norm, path, steps)
+
+
+def write_actor(ops: list[tuple[str, nn.Module]], norm: Normalizer, path: str | Path,
+                steps: int) -> Path:
+    """Write an actor's layers and its normalizer as ``path``.npz/.json (see :func:`save_actor`).
+
+    Any trainer whose deterministic actor is a chain of linear layers and activations (and
+    an optional final ``clamp``) writes this format, and :func:`load_actor` reads it back.
+
+    Args:
+        ops: ``(kind, module)`` in order: ``linear``, an activation (``elu``, ``relu``,
+            ``tanh``) or ``clamp``.
+        norm: The policy-observation normalizer (its size is the actor's input).
+        path: Base path, without suffix.
+        steps: Environment steps trained (informative).
+
+    Returns:
+        The ``.npz`` path.
+    """
+    path = Path(path)
     arrays, scalars = norm.to_arrays()
     for i, (kind, m) in enumerate(ops):
         if kind == "linear":
             arrays[f"op{i}.weight"] = m.weight.detach().cpu().float().numpy().copy()
             arrays[f"op{i}.bias"] = m.bias.detach().cpu().float().numpy().copy()
-    desc = {"format": ACTOR_FORMAT, "ops": [k for k, _ in ops], "obs_size": obs_size,
+    desc = {"format": ACTOR_FORMAT, "ops": [k for k, _ in ops], "obs_size": norm.size,
             **scalars, "steps": int(steps)}
     _write_atomic(path.with_suffix(".npz"), lambda f: np.savez(f, **arrays))
     _write_atomic(path.with_suffix(".json"), lambda f: f.write(json.dumps(desc, indent=2).encode()))

@@ -26,8 +26,15 @@ def _rsl_rl() -> Trainer:
     return rsl  # type: ignore[return-value]
 
 
+def _dagger() -> Trainer:
+    from karakuri.policies.trainers import dagger
+
+    return dagger  # type: ignore[return-value]
+
+
 #: Registered trainers (``TrainConfig.trainer``; ``auto`` resolves to one of these).
-TRAINERS: dict[str, Callable[[], Trainer]] = {"sb3": _sb3, "rsl_rl": _rsl_rl}
+TRAINERS: dict[str, Callable[[], Trainer]] = {"sb3": _sb3, "rsl_rl": _rsl_rl,
+                                              "dagger": _dagger}
 
 
 def get_trainer(name: str) -> Trainer:

@@ -104,7 +104,7 @@ class PickPlaceConfig:
     bin_inner: float = 0.08
     wall_height: float = 0.08
     clear_height: float = 0.18
-    arm_scale: float = 0.05
+    arm_scale: float = 0.1
     gripper_scale: float = 0.04
     init_noise: float = 0.05
     pose_noise: float = 0.005

@@ -25,8 +25,8 @@ from karakuri.sim.registry import make_env
 
 
 def test_unknown_trainer_lists_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"unknown trainer 'ppo2'; valid: \['auto', 'rsl_rl', "
-                                         r"'sb3'\]"):
+    with pytest.raises(ValueError, match=r"unknown trainer 'ppo2'; valid: \['auto', 'dagger', "
+                                         r"'rsl_rl', 'sb3'\]"):
         registry.get_trainer("ppo2")
 
 
@@ -34,7 +34,11 @@ def test_auto_resolves_by_backend() -> None:
     assert TrainConfig().resolved_trainer == "sb3"
     assert TrainConfig(backend="warp").resolved_trainer == "rsl_rl"
     assert TrainConfig(backend="warp", trainer="sb3").resolved_trainer == "sb3"
-    assert set(registry.TRAINERS) >= {"sb3", "rsl_rl"}
+    # a task with a scripted teacher distils it on the CPU backend; PPO stays one flag away
+    assert TrainConfig(task="pick_place").resolved_trainer == "dagger"
+    assert TrainConfig(task="pick_place", trainer="sb3").resolved_trainer == "sb3"
+    assert TrainConfig(task="pick_place", backend="warp").resolved_trainer == "rsl_rl"
+    assert set(registry.TRAINERS) >= {"sb3", "rsl_rl", "dagger"}
 
 
 def test_cli_unknown_trainer_is_refused_before_a_run_directory(
