@@ -104,8 +104,8 @@ def _ops(actor: nn.Sequential) -> list[tuple[str, nn.Module]]:
 
 
 def _normalize(norm: Normalizer, obs: torch.Tensor) -> torch.Tensor:
-    mean = torch.as_tensor(norm.mean, dtype=torch.float32)
-    std = torch.as_tensor(np.sqrt(norm.var + norm.eps), dtype=torch.float32)
+    mean = torch.tensor(np.array(norm.mean), dtype=torch.float32)
+    std = torch.tensor(np.sqrt(norm.var + norm.eps), dtype=torch.float32)
     return ((obs - mean) / std).clamp(-norm.clip, norm.clip)
 
 
@@ -121,7 +121,7 @@ def _fit(actor: nn.Module, opt: torch.optim.Optimizer, buf: Buffer, norm: Normal
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses[-max(1, p.updates // 10):]))
 
 
@@ -143,7 +143,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
     env = make_env(cfg.task, cfg.robot or None, num_worlds=cfg.num_envs, backend=cfg.backend,
                    device=cfg.device, seed=cfg.seed, randomize=cfg.randomize)
     teacher = teacher_for(env)  # first: a task without one leaves no half-made run behind
-    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints_dir(run_dir).mkdir(parents=True, exist_ok=True)
     write_config(cfg, run_dir, resumed=False)
     gen = torch.Generator().manual_seed(cfg.seed)
     actor = student(env.obs_size, env.action_size, cfg.net)

@@ -30,8 +30,10 @@ def short_run(request: pytest.FixtureRequest,
     """(task, run dir, eval after one PPO iteration, eval after STEPS[task] env steps)."""
     task = request.param
     run = tmp_path_factory.mktemp(task) / "run"
+    # PPO (sb3) for both: pick_place's default trainer distils its teacher instead
+    # (tests/policies/test_dagger_trainer.py), which has no "one PPO iteration" to start from
     cfg = dict(task=task, num_envs=64, seed=0, eval_episodes=32, progress=False,
-               checkpoint_every=10**9, run_dir=str(run))
+               checkpoint_every=10**9, run_dir=str(run), trainer="sb3")
     train(TrainConfig(total_steps=1, **cfg))  # one rollout and one update: the start
     before = json.loads((run / "eval.json").read_text())
     train(TrainConfig(total_steps=STEPS[task], **cfg), resume=run)

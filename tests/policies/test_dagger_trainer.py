@@ -37,7 +37,8 @@ def test_buffer_keeps_the_newest_pairs_and_their_statistics(size: int, batches: 
 
 def test_student_clamps_to_the_action_bounds() -> None:
     net = dagger.student(5, 3, (8, 8))
-    out = net(100.0 * torch.randn(64, 5))
+    with torch.no_grad():
+        out = net(100.0 * torch.randn(64, 5))
     assert out.shape == (64, 3) and float(out.abs().max()) <= 1.0
 
 
