@@ -19,6 +19,7 @@ from karakuri.robot.spec import RobotSpec
 from karakuri.sim.backends import make_physics
 from karakuri.sim.observations import ObsAssembler
 from karakuri.sim.physics import substeps
+from karakuri.sim.runtime_limits import limit_targets
 from karakuri.sim.task import Task, TaskContext
 from karakuri.sim.terms import ActionHead
 
@@ -92,6 +93,7 @@ class BatchedEnv:
         self._check_rewards()
         self._build_obs()
         self.last_action = torch.zeros(num_worlds, self.action_size, device=self.device)
+        self._init_deploy_limits()
         lat = self.rand.action_latency_steps
         self._action_buf = torch.zeros(num_worlds, lat + 1, self.action_size, device=self.device)
         self._latency = torch.zeros(num_worlds, dtype=torch.long, device=self.device)
@@ -210,6 +212,11 @@ class BatchedEnv:
             raise EnvError("action contains NaN or inf")
         applied = self._delay(action)
         target, _ = self.action_head(applied, self.physics.qpos[:, self.qpos_idx])
+        if self.task.deploy_limits:  # what the robot's safety filter lets through
+            prev = self.physics.ctrl[:, self.ctrl_idx]
+            target = limit_targets(target, prev, self._target_vel, *self._limits,
+                                   self.task.ctrl_dt)
+            self._target_vel = (target - prev) / self.task.ctrl_dt
         self.physics.ctrl[:, self.ctrl_idx] = target
         self.physics.step(self.n_substeps)
         self.task.after_step(self.physics)
@@ -282,6 +289,17 @@ class BatchedEnv:
         seen = (self.stats.stages | now).to(torch.uint8)
         self.stats.stages = torch.cummin(seen, dim=1).values.bool()
 
+    def _init_deploy_limits(self) -> None:
+        """The safety filter's per-joint limits (:mod:`karakuri.sim.runtime_limits`)."""
+        r, dev, dt = self.robot, self.device, self.task.ctrl_dt
+
+        def vec(x: object) -> torch.Tensor:
+            return torch.tensor(list(x), dtype=torch.float32, device=dev)
+
+        self._limits = (vec(r.velocity_limit) * dt, vec(r.accel_limit), vec(r.lower),
+                        vec(r.upper))
+        self._target_vel = torch.zeros(self.num_worlds, r.n_joints, device=dev)
+
     def _reset(self, mask: torch.Tensor) -> None:
         if self.rand.changes_model:
             self._randomize_model(mask)
@@ -294,6 +312,7 @@ class BatchedEnv:
             mask[:, None], self.physics.qpos[:, self.qpos_idx], self.physics.ctrl[:, self.ctrl_idx]
         )
         self.last_action.masked_fill_(mask[:, None], 0.0)
+        self._target_vel.masked_fill_(mask[:, None], 0.0)
         self._action_buf.masked_fill_(mask[:, None, None], 0.0)
         if self.rand.action_latency_steps:
             lat = torch.randint(

@@ -108,6 +108,11 @@ class Task(abc.ABC):
     #: "grasped"); evaluation reports the fraction of episodes that got to each (the funnel).
     #: Empty for single-stage tasks.
     stages: ClassVar[tuple[str, ...]] = ()
+    #: Apply the deploy safety filter's clip, velocity and acceleration limits to the
+    #: simulated targets (:mod:`karakuri.sim.runtime_limits`): for a task whose actions ask for
+    #: more than the robot's limits let through, so training and evaluation see what the robot
+    #: will do.
+    deploy_limits: ClassVar[bool] = False
 
     def __init__(self, robot: RobotSpec, ctrl_dt: float, episode_s: float) -> None:
         self.robot = robot

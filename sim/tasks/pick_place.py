@@ -96,7 +96,7 @@ class PickPlaceConfig:
     """
 
     ctrl_dt: float = 0.02
-    episode_s: float = 5.0
+    episode_s: float = 8.0
     box_low: tuple[float, float] = (0.40, -0.25)
     box_high: tuple[float, float] = (0.62, 0.05)
     yaw_range: float = math.pi / 4
@@ -160,6 +160,7 @@ class PickPlace(Task):
     """The pick-and-place task (see module docstring)."""
 
     name = "pick_place"
+    deploy_limits = True  # a full action asks for 5 rad/s of target; the filter lets pi through
     extra_signals: ClassVar[dict[str, int]] = {"object_pose": 4}
     #: The funnel (docs/tasks.md): tool at the box, both pads on it, held above LIFT_M, held
     #: over the bin, box in the bin, let go, arm clear (= the success condition).

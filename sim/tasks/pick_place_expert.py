@@ -43,15 +43,22 @@ class ExpertConfig:
         grasp_dz: Tool height over the box centre when closing.
         align_m: Horizontal tool-to-box distance under which the tool descends.
         grasp_m: Tool-to-grasp-point distance under which the hand closes.
-        lift_z: A held box is lifted straight up until the tool is this high.
+        lift_z: A held box is lifted straight up until the tool is this high (the box then
+            clears the 8 cm bin walls).
         carry_z: Tool height while carrying.
         release_m: Horizontal distance of the box from the bin centre under which it is let
             go (the bin's inside is ``bin_inner`` from the centre).
         clear_z: Tool height over the bin after the release.
         missed_m: A finger closer than this to closed, with nothing held: missed.
+        squeeze_m: A held box is lifted once the gripper's target is this far inside the
+            fingers' opening (the filter ramps the gripper's target at 0.1 m/s: lifting at
+            the first touch let the box slip out during the carry).
         damping: Damping of the least-squares step, (m or rad)^2.
         gain: The step times this: the action is a target relative to the *measured* pose,
             so the servo's sag under gravity leaves an error of about sag / gain.
+        target_rate: The target closes this fraction of its gap per second, 1/s.
+        max_speed: Fastest target motion, rad/s.
+        accel: Largest change of the target's velocity, rad/s² (under the filter's).
         vel_damping: The measured joint velocity times this is taken off the step, s (the
             arm's momentum; without it a high gain overshoots and oscillates).
     """
@@ -60,13 +67,17 @@ class ExpertConfig:
     grasp_dz: float = 0.005
     align_m: float = 0.012
     grasp_m: float = 0.012
-    lift_z: float = 0.08
+    lift_z: float = 0.13
     carry_z: float = 0.15
     release_m: float = 0.04
     clear_z: float = 0.26
     missed_m: float = 0.012
+    squeeze_m: float = 0.01
     damping: float = 1e-3
     gain: float = 1.0
+    target_rate: float = 4.0
+    max_speed: float = 1.5
+    accel: float = 10.0
     vel_damping: float = 0.0
 
 
@@ -90,6 +101,7 @@ class PickPlaceExpert:
         self.bin_xy = np.array(task.cfg.bin_xy, np.float64)
         self.arm_scale = task.cfg.arm_scale
         self.grip_adr = task._grip_adr
+        self.arm_qadr = [int(m.joint(j).qposadr[0]) for j in env.robot.arm_joints]
 
     def act(self) -> torch.Tensor:
         """The teacher's action for every world's current state. Shape: (B, a), in [-1, 1]."""
@@ -97,20 +109,26 @@ class PickPlaceExpert:
         state = env.task._state(env.physics)
         qpos = env.physics.qpos.double().cpu().numpy()
         qvel = env.physics.qvel[:, env.task._arm_dadr].double().cpu().numpy()
+        n_arm = env.robot.n_arm
+        prev = env.physics.ctrl[:, env.ctrl_idx[:n_arm]].double().cpu().numpy()
+        prev_v = env._target_vel[:, :n_arm].double().cpu().numpy()
+        grip_target = env.physics.ctrl[:, env.ctrl_idx[n_arm]].double().cpu().numpy()
         box = state["box"].double().cpu().numpy()
         yaw = env.task.signals(env.physics)["object_pose"][:, 3].double().cpu().numpy()
         held = state["grasped"].cpu().numpy()
         in_bin = state["in_bin"].cpu().numpy()
         out = np.zeros((env.num_worlds, env.action_size))
         for w in range(env.num_worlds):
+            squeezed = grip_target[w] < qpos[w, self.grip_adr] - self.cfg.squeeze_m
             goal, goal_yaw, grip = self._plan(qpos[w], box[w], float(yaw[w]), bool(held[w]),
-                                              bool(in_bin[w]))
-            out[w, :-1] = self._ik_step(qpos[w], qvel[w], goal, goal_yaw)
+                                              bool(in_bin[w]), bool(squeezed))
+            step = self._ik_step(qpos[w], qvel[w], goal, goal_yaw)
+            out[w, :-1] = self._smooth(qpos[w, self.arm_qadr], step, prev[w], prev_v[w])
             out[w, -1] = grip
         return torch.as_tensor(out, dtype=torch.float32, device=env.device)
 
     def _plan(self, qpos: np.ndarray, box: np.ndarray, yaw: float, held: bool,
-              in_bin: bool) -> tuple[np.ndarray, float | None, float]:
+              in_bin: bool, squeezed: bool) -> tuple[np.ndarray, float | None, float]:
         """(tool goal (3,), fingers' yaw or None to keep the current one, gripper action)."""
         c, d = self.cfg, self.data
         d.qpos[:] = qpos
@@ -120,6 +138,8 @@ class PickPlaceExpert:
         if in_bin and not held:
             return np.append(self.bin_xy, c.clear_z), None, 1.0
         if held:
+            if not squeezed and tool[2] < c.lift_z:  # the grip first, then the lift
+                return box + np.array([0.0, 0.0, c.grasp_dz]), None, -1.0
             if tool[2] < c.lift_z and np.linalg.norm(tool[:2] - self.bin_xy) > 0.05:
                 return np.append(tool[:2], c.carry_z), None, -1.0  # up before across
             near_bin = np.linalg.norm(box[:2] - self.bin_xy) < c.release_m
@@ -137,9 +157,24 @@ class PickPlaceExpert:
             return np.append(tool[:2], hover[2]), yaw, 1.0  # up first: do not sweep the box
         return hover, yaw, 1.0
 
+    def _smooth(self, q_meas: np.ndarray, step: np.ndarray, prev: np.ndarray,
+                prev_v: np.ndarray) -> np.ndarray:
+        """Arm actions moving the *target* toward ``q_meas + step`` at ``target_rate``.
+
+        The robot's safety filter (and the sim, :mod:`karakuri.sim.runtime_limits`) limits how
+        fast a target may change; a target that jumps to the measured pose plus a step must
+        then be braked by the filter and overshoots.  So the target moves a fraction
+        ``target_rate * dt`` of the way per tick, at most ``max_speed``, with the velocity
+        change bounded by ``accel``: a profile the filter lets through unchanged.
+        """
+        c, dt = self.cfg, self.env.task.ctrl_dt
+        v = np.clip(c.target_rate * (q_meas + step - prev), -c.max_speed, c.max_speed)
+        v = np.clip(v, prev_v - c.accel * dt, prev_v + c.accel * dt)
+        return np.clip((prev + v * dt - q_meas) / self.arm_scale, -1.0, 1.0)
+
     def _ik_step(self, qpos: np.ndarray, qvel: np.ndarray, goal: np.ndarray,
                  goal_yaw: float | None) -> np.ndarray:
-        """Arm actions of one damped least-squares step toward ``goal`` (qpos already set)."""
+        """One damped least-squares joint step toward ``goal``, rad (qpos already set)."""
         m, d = self.model, self.data
         r = d.site_xmat[self.site].reshape(3, 3)
         err = np.zeros(6)
@@ -158,8 +193,7 @@ class PickPlaceExpert:
         mujoco.mj_jacSite(m, d, jp, jr, self.site)
         jac = np.vstack([jp[:, self.dofs], jr[:, self.dofs]])
         dq = jac.T @ np.linalg.solve(jac @ jac.T + self.cfg.damping * np.eye(6), err)
-        step = self.cfg.gain * dq - self.cfg.vel_damping * qvel
-        return np.clip(step / self.arm_scale, -1.0, 1.0)
+        return self.cfg.gain * dq - self.cfg.vel_damping * qvel
 
 
 def expert_for(env: BatchedEnv) -> PickPlaceExpert:
