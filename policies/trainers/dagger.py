@@ -17,7 +17,8 @@ So the student learns to recover from its own mistakes, which plain behaviour cl
 shows it.  The run directory holds ``actor.npz``/``actor.json`` (the plain format of
 :func:`karakuri.policies.sb3_actor.write_actor`), checkpoints as
 ``checkpoints/actor_<steps>_steps.*`` and ``train_log.jsonl`` (one line per iteration: the
-stage funnel and success of the episodes that ended, with the share of student actions).
+stage funnel and success of the episodes that ended, ``beta``, the fit's loss), the same
+numbers in TensorBoard (``tb_1/``: ``funnel/<stage>``, ``dagger/success``, ...).
 """
 
 from __future__ import annotations
@@ -152,6 +153,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
     norm = Normalizer(mean=np.zeros(env.obs_size), var=np.ones(env.obs_size))
     horizon = p.rollout_steps or env.task.episode_steps
     log_path = run_dir / "train_log.jsonl"
+    from torch.utils.tensorboard import SummaryWriter  # beside the RL trainers' logs
+
+    writer = SummaryWriter(str(run_dir / "tb_1"))
     steps, it, next_ckpt, t0 = 0, 0, cfg.checkpoint_every, time.perf_counter()
     obs = env.reset()["policy"]
     while steps < cfg.total_steps:
@@ -165,6 +169,10 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
                "beta": round(beta, 4), "loss": round(loss, 5), "buffer": buf.n, **stats}
         with open(log_path, "a") as f:
             f.write(json.dumps(row) + "\n")
+        for k, v in row.items():
+            if k not in ("iteration", "env_steps"):
+                writer.add_scalar(k if "/" in k else f"dagger/{k}", v, steps)
+        writer.flush()
         if cfg.progress:
             funnel = " ".join(f"{k[7:]} {v:.0%}" for k, v in stats.items()
                               if k.startswith("funnel/"))
@@ -177,6 +185,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
             next_ckpt += cfg.checkpoint_every
         it += 1
     write_actor(_ops(actor), norm, run_dir / "actor", steps)
+    writer.close()
     env.close()
     stats = {"train_wall_s": round(time.perf_counter() - t0, 2), "env_steps": int(steps),
              "dagger_iterations": it}

@@ -49,16 +49,17 @@ def test_short_run_writes_an_actor_that_eval_and_export_read(tmp_path: Path) -> 
     from karakuri.policies.export_run import export_run
 
     run = tmp_path / "run"
-    cfg = TrainConfig(task="pick_place", num_envs=4, total_steps=4 * 250 * 2, run_dir=str(run),
-                      checkpoint_every=1000, net=(16, 16), progress=False, eval_episodes=2)
+    cfg = TrainConfig(task="pick_place", num_envs=4, total_steps=4 * 400 * 2, run_dir=str(run),
+                      checkpoint_every=1600, net=(16, 16), progress=False, eval_episodes=2)
     out = dagger.train(cfg, params=dagger.DaggerParams(updates=20, batch_size=256))
-    assert out.stats["env_steps"] == 2000 and out.stats["dagger_iterations"] == 2
+    assert out.stats["env_steps"] == 3200 and out.stats["dagger_iterations"] == 2
     rows = [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert [r["beta"] for r in rows] == [1.0, 0.5]
-    assert rows[0]["success"] >= 0.75  # the teacher's own episodes (all 4 ended at step 250)
+    assert rows[0]["success"] >= 0.75  # the teacher's own episodes (all 4 ended at step 400)
     assert {f"funnel/{s}" for s in ("reached", "grasped", "cleared")} <= set(rows[0])
     assert sorted(p.name for p in (run / "checkpoints").glob("*.npz")) == [
-        "actor_1000_steps.npz", "actor_2000_steps.npz"]
+        "actor_1600_steps.npz", "actor_3200_steps.npz"]
+    assert list(run.glob("tb_1/events.out.tfevents.*"))  # the same numbers in TensorBoard
     loaded = get_trainer("dagger").load_actor(run)
     assert loaded.obs_size == 25
     result = evaluate_run(run, episodes=2, seed=0)

@@ -72,9 +72,9 @@ def test_train_and_eval_of_pick_place_report_the_funnel(
 ) -> None:
     """A tiny untrained pick_place run: eval.json, the eval printout and TensorBoard."""
     run = tmp_path / "pp"
-    # 32 worlds: one rollout of 256 steps, so every world ends one 250-step episode in it
+    # the default trainer (dagger): one iteration of 32 worlds x one 400-step episode
     assert main(["train", "pick_place", "--run-dir", str(run), "--num-envs", "32",
-                 "--total-steps", "8192", "--eval-episodes", "4", "--net", "16", "16",
+                 "--total-steps", "12800", "--eval-episodes", "4", "--net", "16", "16",
                  "--no-progress"]) == 0
     stages = ["reached", "grasped", "lifted", "carried", "placed", "released", "cleared"]
     ev = json.loads((run / "eval.json").read_text())
