@@ -12,9 +12,10 @@ does not observe: its DAgger run fell to 0 % success by the fifth iteration.)
 Phases, per world:
 
 1. box in the bin and not held: open, tool to ``clear_z`` over the bin;
-2. held: squeeze until the gripper's target is ``squeeze_m`` inside the fingers, tool up to
-   ``lift_z`` where it is, then over the bin at ``carry_z``; once the box is within
-   ``release_m`` of the bin's centre, open (the box drops into the bin);
+2. held: lift slowly (``slow_step_m``) while the squeeze builds, until the box is
+   ``slow_lift_m`` off the table, then the tool up to ``lift_z`` where it is, then over the
+   bin at ``carry_z``; once the box is within ``release_m`` of the bin's centre, open (the
+   box drops into the bin);
 3. otherwise (box on the table): open the hand; tool over the box at ``hover_z`` with the
    fingers across the box's folded yaw; once within ``align_m`` of it (in xy), down to the
    box; once at it, close.  A hand that closed on nothing (a finger under ``missed_m``) opens
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 
 from karakuri.sim.env import BatchedEnv
-from karakuri.sim.tasks.pick_place import PickPlace
+from karakuri.sim.tasks.pick_place import BOX_HALF, PickPlace
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ class ExpertConfig:
             go (the bin's inside is ``bin_inner`` from the centre).
         clear_z: Tool height over the bin after the release.
         missed_m: A finger closer than this to closed, with nothing held: missed.
-        squeeze_m: A held box is lifted once the gripper's target is this far inside the
-            fingers' opening (the filter ramps the gripper's target at 0.1 m/s: lifting at
-            the first touch let the box slip out during the carry).
+        slow_lift_m: A held box is lifted slowly until it is this far off the table: the
+            filter ramps the gripper's target at 0.1 m/s, so the squeeze builds over ~0.2 s
+            (lifting at full speed at the first touch let the box slip out in the carry).
+        slow_step_m: The tool goal's height above the tool while lifting slowly.
         damping: Damping of the least-squares step, (m or rad)^2.
         gain: The step times this: the action is a target relative to the *measured* pose,
             so the servo's sag under gravity leaves an error of about sag / gain.
@@ -71,7 +73,8 @@ class ExpertConfig:
     release_m: float = 0.04
     clear_z: float = 0.26
     missed_m: float = 0.012
-    squeeze_m: float = 0.01
+    slow_lift_m: float = 0.015
+    slow_step_m: float = 0.006
     damping: float = 1e-3
     gain: float = 1.0
 
@@ -102,24 +105,21 @@ class PickPlaceExpert:
         env = self.env
         state = env.task._state(env.physics)
         qpos = env.physics.qpos.double().cpu().numpy()
-        n_arm = env.robot.n_arm
-        grip_target = env.physics.ctrl[:, env.ctrl_idx[n_arm]].double().cpu().numpy()
         box = state["box"].double().cpu().numpy()
         yaw = env.task.signals(env.physics)["object_pose"][:, 3].double().cpu().numpy()
         held = state["grasped"].cpu().numpy()
         in_bin = state["in_bin"].cpu().numpy()
         out = np.zeros((env.num_worlds, env.action_size))
         for w in range(env.num_worlds):
-            squeezed = grip_target[w] < qpos[w, self.grip_adr] - self.cfg.squeeze_m
             goal, goal_yaw, grip = self._plan(qpos[w], box[w], float(yaw[w]), bool(held[w]),
-                                              bool(in_bin[w]), bool(squeezed))
+                                              bool(in_bin[w]))
             step = self._ik_step(goal, goal_yaw)
             out[w, :-1] = np.clip(step / self.arm_scale, -1.0, 1.0)
             out[w, -1] = grip
         return torch.as_tensor(out, dtype=torch.float32, device=env.device)
 
     def _plan(self, qpos: np.ndarray, box: np.ndarray, yaw: float, held: bool,
-              in_bin: bool, squeezed: bool) -> tuple[np.ndarray, float | None, float]:
+              in_bin: bool) -> tuple[np.ndarray, float | None, float]:
         """(tool goal (3,), fingers' yaw or None to keep the current one, gripper action)."""
         c, d = self.cfg, self.data
         d.qpos[:] = qpos
@@ -129,8 +129,8 @@ class PickPlaceExpert:
         if in_bin and not held:
             return np.append(self.bin_xy, c.clear_z), None, 1.0
         if held:
-            if not squeezed and tool[2] < c.lift_z:  # the grip first, then the lift
-                return box + np.array([0.0, 0.0, c.grasp_dz]), None, -1.0
+            if box[2] < BOX_HALF + c.slow_lift_m:  # slowly at first: the squeeze builds
+                return tool + np.array([0.0, 0.0, c.slow_step_m]), None, -1.0
             if tool[2] < c.lift_z and np.linalg.norm(tool[:2] - self.bin_xy) > 0.05:
                 return np.append(tool[:2], c.carry_z), None, -1.0  # up before across
             near_bin = np.linalg.norm(box[:2] - self.bin_xy) < c.release_m
