@@ -14,7 +14,7 @@ from karakuri.sim.teachers import teacher_for
 
 @pytest.fixture(scope="module")
 def env():
-    e = make_env("pick_place", num_worlds=16, seed=12345, randomize=False)
+    e = make_env("pick_place", num_worlds=32, seed=12345, randomize=False)
     yield e
     e.close()
 
@@ -25,10 +25,10 @@ def test_teacher_succeeds_through_every_stage(env) -> None:
     env.reset()
     for _ in range(env.task.episode_steps):
         a = teacher.act()
-        assert a.shape == (16, env.action_size) and float(a.abs().max()) <= 1.0
+        assert a.shape == (32, env.action_size) and float(a.abs().max()) <= 1.0
         _, _, term, trunc, info = env.step(a)
     ep = info["episode"]
-    assert ep["success"].shape == (16,) and float(ep["success"].mean()) >= 0.9
+    assert ep["success"].shape == (32,) and float(ep["success"].mean()) >= 0.9
     for stage in env.task.stages:
         assert float(ep[f"funnel/{stage}"].mean()) >= 0.9, stage
 
