@@ -161,20 +161,24 @@ def evaluate_source(
     seed: int = EVAL_SEED,
     commands: torch.Tensor | None = None,
     robot: str = "",
+    randomize: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run directory or a policy file on fixed seeds (or on given commands).
 
-    ``robot`` (a name or sidecar path) replaces the robot the source names.
+    ``robot`` (a name or sidecar path) replaces the robot the source names; ``randomize``
+    evaluates with the task's domain randomization (``randomize: true`` in the result).
     """
     task, stored = task_of(source)
     robot = robot or stored
     n = episodes if commands is None else commands.shape[0]
-    env = make_env(task, robot or None, num_worlds=n, seed=seed, randomize=False)
+    env = make_env(task, robot or None, num_worlds=n, seed=seed, randomize=randomize)
     try:
         result = evaluate(env, pipeline_for(source, env), commands=commands)
     finally:
         env.close()
     result.update(task=task, seed=seed, source=str(source))
+    if randomize:
+        result["randomize"] = True
     return result
 
 

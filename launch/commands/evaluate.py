@@ -28,6 +28,8 @@ class EvalArgs:
         video_episodes: episodes in the video
         robot: the robot to evaluate on (default: the one the run or file names; give the
             sidecar of a robot that is not registered)
+        randomize: with the task's domain randomization (masses, friction, gains, damping,
+            sensor noise, latency), to see how robust the policy is
     """
 
     source: str = field(metadata={"positional": True})
@@ -36,6 +38,7 @@ class EvalArgs:
     video: str | None = field(default=None, metadata={"metavar": "OUT.mp4"})
     video_episodes: int = 3
     robot: str = field(default="", metadata={"metavar": "NAME|SIDECAR.yaml"})
+    randomize: bool = False
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +65,8 @@ def _run(args: argparse.Namespace) -> int:
                                    f"({opts.video_episodes}) must be >= 1")
     try:  # before the evaluation: a bad video path must not cost a whole eval
         video = check_output_file(opts.video, "--video", (".mp4",)) if opts.video else None
-        result = evaluate_source(src, episodes=opts.episodes, seed=opts.seed, robot=opts.robot)
+        result = evaluate_source(src, episodes=opts.episodes, seed=opts.seed, robot=opts.robot,
+                                 randomize=opts.randomize)
     except (FileNotFoundError, ValueError, PolicyError) as e:
         return usage_error("eval", e)
     print(json.dumps(result, indent=2))

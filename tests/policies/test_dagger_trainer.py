@@ -45,7 +45,7 @@ def test_student_clamps_to_the_action_bounds() -> None:
 def test_short_run_writes_an_actor_that_eval_and_export_read(tmp_path: Path) -> None:
     """Two iterations on 4 worlds: the first is the teacher's (beta 1), the second mixes in the
     student; the run directory has what the registry's load_actor, eval and export need."""
-    from karakuri.policies.evaluate import evaluate_run
+    from karakuri.policies.evaluate import evaluate_run, evaluate_source
     from karakuri.policies.export_run import export_run
 
     run = tmp_path / "run"
@@ -64,6 +64,8 @@ def test_short_run_writes_an_actor_that_eval_and_export_read(tmp_path: Path) -> 
     assert loaded.obs_size == 25
     result = evaluate_run(run, episodes=2, seed=0)
     assert 0.0 <= result["success_rate"] <= 1.0 and "funnel" in result
+    assert "randomize" not in result
+    assert evaluate_source(run, episodes=2, seed=0, randomize=True)["randomize"] is True
     export_run(run, tmp_path / "p.onnx")  # its ORT-vs-torch gate passes
     assert (tmp_path / "p.onnx").stat().st_size > 1000
 
