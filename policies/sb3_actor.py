@@ -74,6 +74,8 @@ def _ops_of(actor: nn.Module) -> list[tuple[str, nn.Module]]:
     for m in mods:
         if isinstance(m, nn.Linear):
             out.append(("linear", m))
+        elif isinstance(m, Clamp):
+            out.append(("clamp", m))
         elif type(m) in names:
             out.append((names[type(m)], m))
         else:
@@ -104,23 +106,21 @@ def save_actor(model: Any, obs_rms: Any, epsilon: float, clip_obs: float, obs_si
     Returns:
         The ``.npz`` path.
     """
-    ops = _ops_of(actor_module(model, obs_size))
     norm = Normalizer(mean=np.asarray(obs_rms.mean, np.float64)[:obs_size],
                       var=np.asarray(obs_rms.var, np.float64)[:obs_size], eps=epsilon,
                       clip=clip_obs)
-    return write_actor(ops, norm, path, steps)
+    return write_actor(actor_module(model, obs_size), norm, path, steps)
 
 
-def write_actor(ops: list[tuple[str, nn.Module]], norm: Normalizer, path: str | Path,
-                steps: int) -> Path:
+def write_actor(actor: nn.Module, norm: Normalizer, path: str | Path, steps: int) -> Path:
     """Write an actor's layers and its normalizer as ``path``.npz/.json (see :func:`save_actor`).
 
     Any trainer whose deterministic actor is a chain of linear layers and activations (and
     an optional final ``clamp``) writes this format, and :func:`load_actor` reads it back.
 
     Args:
-        ops: ``(kind, module)`` in order: ``linear``, an activation (``elu``, ``relu``,
-            ``tanh``) or ``clamp``.
+        actor: Normalized observation -> action: its leaf modules in order are ``Linear``,
+            an activation (``ELU``, ``ReLU``, ``Tanh``) or :class:`Clamp`.
         norm: The policy-observation normalizer (its size is the actor's input).
         path: Base path, without suffix.
         steps: Environment steps trained (informative).
@@ -129,6 +129,7 @@ def write_actor(ops: list[tuple[str, nn.Module]], norm: Normalizer, path: str | 
         The ``.npz`` path.
     """
     path = Path(path)
+    ops = _ops_of(actor)
     arrays, scalars = norm.to_arrays()
     for i, (kind, m) in enumerate(ops):
         if kind == "linear":

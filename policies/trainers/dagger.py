@@ -99,25 +99,14 @@ def student(obs_size: int, act_size: int, net: tuple[int, ...]) -> nn.Sequential
     return nn.Sequential(*layers, nn.Linear(width, act_size), Clamp())
 
 
-def _ops(actor: nn.Sequential) -> list[tuple[str, nn.Module]]:
-    names = {nn.Linear: "linear", nn.ELU: "elu", Clamp: "clamp"}
-    return [(names[type(m)], m) for m in actor]
-
-
-def _normalize(norm: Normalizer, obs: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(np.array(norm.mean), dtype=torch.float32)
-    std = torch.tensor(np.sqrt(norm.var + norm.eps), dtype=torch.float32)
-    return ((obs - mean) / std).clamp(-norm.clip, norm.clip)
-
-
-def _fit(actor: nn.Module, opt: torch.optim.Optimizer, buf: Buffer, norm: Normalizer,
+def _fit(actor: nn.Module, opt: torch.optim.Optimizer, buf: Buffer, norm: nn.Module,
          p: DaggerParams, gen: torch.Generator) -> float:
     """``p.updates`` Adam steps on random minibatches; the mean loss of the last tenth."""
     losses = []
     for _ in range(p.updates):
         idx = torch.randint(0, buf.n, (min(p.batch_size, buf.n),), generator=gen)
         # the student's pre-clamp output, so actions the teacher saturates still give gradient
-        out = actor[:-1](_normalize(norm, buf.obs[idx]))
+        out = actor[:-1](norm(buf.obs[idx]))
         loss = torch.mean((out - buf.act[idx]) ** 2)
         opt.zero_grad()
         loss.backward()
@@ -160,11 +149,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
     obs = env.reset()["policy"]
     while steps < cfg.total_steps:
         beta = p.beta_decay ** it
-        stats = _rollout(env, teacher, actor, norm, buf, obs, horizon, beta, gen)
+        stats = _rollout(env, teacher, actor, norm.module(), buf, obs, horizon, beta, gen)
         obs = stats.pop("obs")
         steps += horizon * env.num_worlds
         norm = buf.normalizer()
-        loss = _fit(actor, opt, buf, norm, p, gen)
+        loss = _fit(actor, opt, buf, norm.module(), p, gen)
         row = {"iteration": it, "env_steps": steps, "wall_s": round(time.perf_counter() - t0, 1),
                "beta": round(beta, 4), "loss": round(loss, 5), "buffer": buf.n, **stats}
         with open(log_path, "a") as f:
@@ -180,11 +169,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
                   f"loss {loss:.4f}; ended episodes: success {stats.get('success', 0):.0%}; "
                   f"{funnel}", flush=True)
         if steps >= next_ckpt:
-            write_actor(_ops(actor), norm, checkpoints_dir(run_dir) / f"actor_{steps}_steps",
+            write_actor(actor, norm, checkpoints_dir(run_dir) / f"actor_{steps}_steps",
                         steps)
             next_ckpt += cfg.checkpoint_every
         it += 1
-    write_actor(_ops(actor), norm, run_dir / "actor", steps)
+    write_actor(actor, norm, run_dir / "actor", steps)
     writer.close()
     env.close()
     stats = {"train_wall_s": round(time.perf_counter() - t0, 2), "env_steps": int(steps),
@@ -192,7 +181,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None,
     return TrainResult(run_dir, stats, eval_seed=cfg.eval_seed, eval_episodes=cfg.eval_episodes)
 
 
-def _rollout(env: Any, teacher: Any, actor: nn.Module, norm: Normalizer, buf: Buffer,
+def _rollout(env: Any, teacher: Any, actor: nn.Module, norm: nn.Module, buf: Buffer,
              obs: torch.Tensor, horizon: int, beta: float,
              gen: torch.Generator) -> dict[str, Any]:
     """Roll out ``horizon`` ticks of every world, labelling each state with the teacher's action.
@@ -204,7 +193,7 @@ def _rollout(env: Any, teacher: Any, actor: nn.Module, norm: Normalizer, buf: Bu
     for _ in range(horizon):
         label = teacher.act()
         with torch.no_grad():
-            mine = actor(_normalize(norm, obs.float().cpu())).to(label.device)
+            mine = actor(norm(obs.float().cpu())).to(label.device)
         use_teacher = torch.rand(env.num_worlds, generator=gen) < beta
         buf.add(obs, label)
         out, _, term, trunc, info = env.step(torch.where(use_teacher[:, None].to(label.device),
