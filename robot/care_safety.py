@@ -184,13 +184,13 @@ class CareSafety:
                   q_meas: np.ndarray, interventions: MutableMapping[str, int]) -> np.ndarray:
         got = self.person.read() if self.person is not None else None
         now = self.clock()
-        p_prev = self.chain(q_prev)
+        p_prev, p_meas = self.chain(q_prev), self.chain(q_meas)
         if got is None or not np.all(np.isfinite(got[0])) or now - got[1] > sep.max_age_s:
             interventions["person_stale"] += 1
             self.separation_m = 0.0  # unknown: the person is at the tool
         else:
             p = np.asarray(got[0], np.float64)
-            self.separation_m = float(min(np.linalg.norm(self.chain(q_meas) - p),
+            self.separation_m = float(min(np.linalg.norm(p_meas - p),
                                           np.linalg.norm(p_prev - p)))
         self.allowed_mps = allowed_speed(self.separation_m, sep, self.dt)
         # The step may take the tool as far as the time since the last tick allows, at most one
@@ -201,10 +201,9 @@ class CareSafety:
                                                               self.dt)
         self._last_tick = now
         out, s = scale_step(q, q_prev, self.chain, self.allowed_mps * elapsed, p_prev=p_prev)
-        p_meas = self.chain(q_meas)
         if sep.max_lead_s > 0.0 and s > 0.0:  # and no further ahead of the measured tool
             out, lead_s = bound_lead(out, q_prev, self.chain, p_meas,
-                                     self.allowed_mps * sep.max_lead_s)
+                                     self.allowed_mps * sep.max_lead_s, p_prev=p_prev)
             s *= lead_s
         self.lead_m = float(np.linalg.norm(self.chain(out) - p_meas))
         if s < 1.0:

@@ -168,7 +168,8 @@ def scale_step(q: np.ndarray, q_prev: np.ndarray, fk: Callable[[np.ndarray], np.
 
 
 def bound_lead(q: np.ndarray, q_prev: np.ndarray, fk: Callable[[np.ndarray], np.ndarray],
-               p_meas: np.ndarray, max_lead: float, iters: int = 12) -> tuple[np.ndarray, float]:
+               p_meas: np.ndarray, max_lead: float, iters: int = 12,
+               p_prev: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Shorten the step ``q_prev -> q`` so the tool point does not run ahead of ``p_meas``.
 
     The lead ``||fk(x) - p_meas||`` of the result is at most ``max(max_lead, lead(q_prev))``
@@ -182,11 +183,13 @@ def bound_lead(q: np.ndarray, q_prev: np.ndarray, fk: Callable[[np.ndarray], np.
         p_meas: The measured tool position, m. Shape: (3,).
         max_lead: Largest lead the step may grow to, m.
         iters: Bisection steps (the step's length is resolved to 2^-iters).
+        p_prev: ``fk(q_prev)`` when already known, m. Shape: (3,).
 
     Returns:
         The target and ``s`` (1.0: unchanged).
     """
-    limit = max(max_lead, float(np.linalg.norm(fk(q_prev) - p_meas)))
+    p0 = fk(q_prev) if p_prev is None else p_prev
+    limit = max(max_lead, float(np.linalg.norm(p0 - p_meas)))
     if float(np.linalg.norm(fk(q) - p_meas)) <= limit:
         return q, 1.0
     step, lo, hi = q - q_prev, 0.0, 1.0
